@@ -1,0 +1,3 @@
+//! Image-level encryption operations.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
