@@ -32,7 +32,9 @@ pub enum Error {
     UnknownCipher(String),
 
     /// The layer has a wrapped key but no `org.opencontainers.image.enc.pubopts` annotation.
-    #[error("the layer has no org.opencontainers.image.enc.pubopts annotation; it cannot be decrypted")]
+    #[error(
+        "the layer has no org.opencontainers.image.enc.pubopts annotation; it cannot be decrypted"
+    )]
     MissingPubOpts,
 
     /// An annotation could not be parsed.

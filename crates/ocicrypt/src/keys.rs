@@ -17,7 +17,10 @@ pub struct PrivateKey {
 impl PrivateKey {
     /// Wraps an OpenSSL key; `source` names where it came from (a file name) for messages.
     pub fn new(key: PKey<Private>, source: impl Into<String>) -> Self {
-        Self { key, source: source.into() }
+        Self {
+            key,
+            source: source.into(),
+        }
     }
 
     /// The key, for cryptographic operations.
@@ -52,7 +55,11 @@ pub struct PublicKey {
 impl PublicKey {
     /// Wraps an OpenSSL public key.
     pub fn new(key: PKey<Public>, jwk_alg: Option<String>, source: impl Into<String>) -> Self {
-        Self { key, jwk_alg, source: source.into() }
+        Self {
+            key,
+            jwk_alg,
+            source: source.into(),
+        }
     }
 
     /// The key.
@@ -91,7 +98,10 @@ pub struct Certificate {
 impl Certificate {
     /// Wraps an OpenSSL certificate.
     pub fn new(x509: X509, source: impl Into<String>) -> Self {
-        Self { x509, source: source.into() }
+        Self {
+            x509,
+            source: source.into(),
+        }
     }
 
     /// The certificate.

@@ -109,7 +109,13 @@ mod tests {
             assert!(is_encrypted_media_type(&enc));
             assert_eq!(decrypted_media_type(&enc), Some(*mt));
         }
-        assert_eq!(encrypted_media_type("application/vnd.oci.image.layer.v1.tar+gzip+encrypted"), None);
-        assert_eq!(encrypted_media_type("application/vnd.oci.image.config.v1+json"), None);
+        assert_eq!(
+            encrypted_media_type("application/vnd.oci.image.layer.v1.tar+gzip+encrypted"),
+            None
+        );
+        assert_eq!(
+            encrypted_media_type("application/vnd.oci.image.config.v1+json"),
+            None
+        );
     }
 }
