@@ -77,6 +77,15 @@ pub enum Error {
         wrapped_for: String,
     },
 
+    /// Keys were tried and failed, or a provider refused.
+    #[error("could not unwrap the layer key (wrapped for: {wrapped_for}): {}", causes.join("; "))]
+    UnwrapFailed {
+        /// Human summary of the recipients the layer is wrapped for.
+        wrapped_for: String,
+        /// Why each attempt failed (no key material).
+        causes: Vec<String>,
+    },
+
     /// A JWE object is malformed or uses an unsupported algorithm.
     #[error("JWE: {0}")]
     Jwe(String),

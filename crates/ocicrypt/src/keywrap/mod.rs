@@ -68,4 +68,19 @@ pub trait KeyWrapper: Send + Sync {
 
     /// The recipients of one item, for `inspect`. Never needs a private key.
     fn recipients(&self, item: &[u8]) -> Result<Vec<RecipientInfo>>;
+
+    /// Removes the recipients for which `remove` is true from one item without touching the
+    /// wrapped content (no key needed). Returns `Ok(None)` when no recipient is left.
+    /// Schemes that cannot do this return an error saying so.
+    fn remove_recipients(
+        &self,
+        item: &[u8],
+        remove: &dyn Fn(&RecipientInfo) -> bool,
+    ) -> Result<Option<Vec<u8>>> {
+        let _ = (item, remove);
+        Err(crate::error::Error::Recipient {
+            recipient: self.annotation_key().to_owned(),
+            reason: "this scheme cannot remove single recipients; re-wrap with --remove-all".into(),
+        })
+    }
 }
