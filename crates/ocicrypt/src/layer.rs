@@ -242,7 +242,7 @@ pub struct Rewrap<'a> {
     /// Recipients to add (needs `dc` to open the existing key).
     pub add: Option<&'a EncryptConfig>,
     /// Recipients to remove: a predicate over the recipients found in the layer.
-    pub remove: Option<&'a dyn Fn(&RecipientInfo) -> bool>,
+    pub remove: Option<&'a (dyn Fn(&RecipientInfo) -> bool + Sync)>,
     /// Drop every existing wrapped key first (only `add` remains).
     pub remove_all: bool,
 }
@@ -271,7 +271,7 @@ pub fn rewrap_layer(
             for item in items {
                 let hit = recipients_of(wrappers, key, item)?
                     .iter()
-                    .any(|r| remove(r));
+                    .any(remove);
                 if !hit {
                     kept.push(item.clone());
                     continue;

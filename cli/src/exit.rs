@@ -1,0 +1,71 @@
+//! Error reporting and exit codes (documented in `--help`).
+
+use std::process::ExitCode;
+
+use layercrypt_image::Error as ImageError;
+use layercrypt_ocicrypt::Error as FormatError;
+
+/// What kind of failure an error chain is, for the exit code and the advice line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Other = 1,
+    Usage = 2,
+    NoKey = 3,
+    Integrity = 4,
+    NotFound = 5,
+}
+
+fn classify(err: &anyhow::Error) -> Kind {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<FormatError>() {
+            match e {
+                FormatError::NoMatchingKey { .. } | FormatError::UnwrapFailed { .. } => return Kind::NoKey,
+                FormatError::InvalidMac | FormatError::Truncated { .. } => return Kind::Integrity,
+                _ => {}
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<ImageError>() {
+            match e {
+                ImageError::BlobMismatch { .. } => return Kind::Integrity,
+                ImageError::NotFound(_) | ImageError::Registry { .. } => return Kind::NotFound,
+                ImageError::Reference { .. } => return Kind::Usage,
+                _ => {}
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<std::io::Error>() {
+            if e.kind() == std::io::ErrorKind::InvalidData
+                && e.to_string().contains("does not match its descriptor")
+            {
+                return Kind::Integrity;
+            }
+        }
+    }
+    Kind::Other
+}
+
+fn advice(kind: Kind) -> Option<&'static str> {
+    match kind {
+        Kind::NoKey => Some(
+            "give the private key of one of the recipients above with --key (for an X.509 \
+             recipient also its certificate, or a PKCS#12 file); `layercrypt inspect` lists them",
+        ),
+        Kind::Integrity => Some(
+            "the image was modified or cut short after it was encrypted; fetch it again from a \
+             source you trust. Nothing was written to the destination.",
+        ),
+        Kind::NotFound => Some("check the image name, tag and platform, and the registry credentials (--creds, --authfile)"),
+        Kind::Usage => Some("see `layercrypt --help` for the image name syntax"),
+        Kind::Other => None,
+    }
+}
+
+/// Prints the error chain and advice to stderr; returns the exit code.
+#[allow(clippy::print_stderr)]
+pub fn report(err: &anyhow::Error) -> ExitCode {
+    let kind = classify(err);
+    eprintln!("layercrypt: error: {err:#}");
+    if let Some(a) = advice(kind) {
+        eprintln!("layercrypt: what to do: {a}");
+    }
+    ExitCode::from(kind as u8)
+}

@@ -1,0 +1,215 @@
+//! Maps parsed arguments to library calls.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use layercrypt_client::decrypt::DecryptHandler;
+use layercrypt_client::encrypt::EncryptHandler;
+use layercrypt_client::job::Job;
+use layercrypt_client::recipients::{encrypt_config, removal_matcher, RecipientSpec};
+use layercrypt_client::rewrap::RewrapHandler;
+use layercrypt_client::selection::LayerSelection;
+use layercrypt_client::{inspect, keys};
+use layercrypt_image::copy::{CopyOptions, PlatformSelection};
+use layercrypt_image::transport::TransportOptions;
+use layercrypt_image::ImageRef;
+use layercrypt_ocicrypt::keywrap::keyprovider::load_config_from_env;
+use layercrypt_ocicrypt::layer::{Rewrap, Wrappers};
+use layercrypt_ocicrypt::{EncryptConfig, SecretBytes};
+
+use crate::cli::{Cli, Command, KeyArgs, TransportArgs};
+use crate::progress::Bars;
+
+/// Runs one command.
+pub fn run(cli: Cli) -> Result<()> {
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::Encrypt(a) => {
+            let job = job(&a.src, &a.dst, &a.transport, quiet)?;
+            let specs = parse_specs(&a.recipients)?;
+            let ec = encrypt_config(&specs)?;
+            let wrappers = wrappers(&ec)?;
+            let selection = LayerSelection::new(a.layers);
+            let report = job
+                .run(&EncryptHandler::new(&wrappers, &ec, &selection))
+                .with_context(|| format!("encrypting {} to {}", a.src, a.dst))?;
+            if report.transformed == 0 {
+                tracing::warn!("no layer was encrypted (all selected layers were already encrypted)");
+            }
+            status(quiet, &format!("encrypted {} layer(s); {} written ({})", report.transformed, a.dst, report.top_digest));
+        }
+        Command::Decrypt(a) => {
+            let job = job(&a.src, &a.dst, &a.transport, quiet)?;
+            let dc = decrypt_keys(&a.keys)?;
+            let wrappers = wrappers(&EncryptConfig::default())?;
+            let selection = LayerSelection::new(a.layers);
+            let report = job
+                .run(&DecryptHandler::new(&wrappers, &dc, &selection))
+                .with_context(|| format!("decrypting {} to {}", a.src, a.dst))?;
+            if report.transformed == 0 {
+                tracing::warn!("the image has no encrypted layer; it was copied as it is");
+            }
+            status(quiet, &format!("decrypted {} layer(s); {} written ({})", report.transformed, a.dst, report.top_digest));
+        }
+        Command::Rewrap(a) => {
+            if a.add.is_empty() && a.remove.is_empty() {
+                bail!("nothing to do: give --add-recipient and/or --remove-recipient");
+            }
+            let job = job(&a.src, &a.dst, &a.transport, quiet)?;
+            let add = if a.add.is_empty() { None } else { Some(encrypt_config(&parse_specs(&a.add)?)?) };
+            let dc = if add.is_some() { decrypt_keys(&a.keys)? } else { Default::default() };
+            let remove = removal_matcher(&parse_specs(&a.remove)?)?;
+            let wrappers = wrappers(add.as_ref().unwrap_or(&EncryptConfig::default()))?;
+            let selection = LayerSelection::new(a.layers);
+            let rewrap = Rewrap {
+                add: add.as_ref(),
+                remove: if a.remove.is_empty() { None } else { Some(&remove) },
+                remove_all: a.remove_all,
+            };
+            let report = job
+                .run(&RewrapHandler::new(&wrappers, &dc, rewrap, &selection))
+                .with_context(|| format!("re-wrapping {} to {}", a.src, a.dst))?;
+            if report.rewritten == 0 {
+                tracing::warn!("the image has no encrypted layer; nothing was re-wrapped");
+            }
+            status(quiet, &format!("re-wrapped {} layer(s); {} written ({})", report.rewritten, a.dst, report.top_digest));
+        }
+        Command::Inspect(a) => {
+            let src: ImageRef = a.src.parse()?;
+            let wrappers = wrappers(&EncryptConfig::default())?;
+            let report = inspect::inspect_image(&src, &transport(&a.transport)?, &wrappers, &a.certs)
+                .with_context(|| format!("inspecting {}", a.src))?;
+            let mut out = std::io::stdout().lock();
+            if a.json {
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{report}")?;
+            }
+        }
+        Command::Keygen(a) => keygen(&a.kind, &a.out, a.force)?,
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stderr)]
+fn status(quiet: bool, msg: &str) {
+    if !quiet {
+        eprintln!("{msg}");
+    }
+}
+
+fn parse_specs(values: &[String]) -> Result<Vec<RecipientSpec>> {
+    values.iter().map(|v| v.parse().map_err(anyhow::Error::from)).collect()
+}
+
+/// JWE, PKCS#7 and the configured key providers.
+fn wrappers(_ec: &EncryptConfig) -> Result<Wrappers> {
+    let providers = load_config_from_env().context("reading OCICRYPT_KEYPROVIDER_CONFIG")?;
+    Ok(Wrappers::new().with_providers(providers))
+}
+
+fn transport(t: &TransportArgs) -> Result<TransportOptions> {
+    Ok(TransportOptions { insecure: t.insecure, creds: t.creds.clone(), auth_file: t.authfile.clone() })
+}
+
+fn job(src: &str, dst: &str, t: &TransportArgs, quiet: bool) -> Result<Job> {
+    let src: ImageRef = src.parse()?;
+    let dst: ImageRef = dst.parse()?;
+    let platforms = match &t.platform {
+        None => PlatformSelection::All,
+        Some(p) => PlatformSelection::Only(parse_platform(p)?),
+    };
+    let copy = CopyOptions {
+        platforms,
+        convert_to_oci: true,
+        progress: Bars::new(quiet).map(|b| Arc::new(b) as Arc<dyn layercrypt_image::progress::Progress>),
+    };
+    Ok(Job { src, dst, transport: transport(t)?, copy })
+}
+
+fn parse_platform(p: &str) -> Result<oci_spec::image::Platform> {
+    let parts: Vec<&str> = p.split('/').collect();
+    if !(2..=3).contains(&parts.len()) || parts.iter().any(|s| s.is_empty()) {
+        bail!("--platform {p:?}: expected OS/ARCH or OS/ARCH/VARIANT, e.g. linux/amd64 or linux/arm64/v8");
+    }
+    let mut b = oci_spec::image::PlatformBuilder::default()
+        .os(parts[0])
+        .architecture(parts[1]);
+    if let Some(v) = parts.get(2) {
+        b = b.variant(*v);
+    }
+    Ok(b.build()?)
+}
+
+fn decrypt_keys(k: &KeyArgs) -> Result<layercrypt_ocicrypt::DecryptConfig> {
+    let passfile = k.passphrase_file.clone();
+    let ask = move |path: &Path| -> std::io::Result<SecretBytes> {
+        if let Some(f) = &passfile {
+            let file = std::fs::File::open(f)?;
+            let mut line = zeroize::Zeroizing::new(String::new());
+            std::io::BufReader::new(file).read_line(&mut line)?;
+            let trimmed = line.trim_end_matches(['\n', '\r']);
+            return Ok(SecretBytes::from_slice(trimmed.as_bytes()));
+        }
+        if !std::io::stdin().is_terminal() {
+            return Err(std::io::Error::other(
+                "the key is encrypted; give --passphrase-file (no terminal to ask on)",
+            ));
+        }
+        let pass = zeroize::Zeroizing::new(rpassword::prompt_password(format!(
+            "Passphrase for {}: ",
+            path.display()
+        ))?);
+        Ok(SecretBytes::from_slice(pass.as_bytes()))
+    };
+    let dc = keys::decrypt_config(&k.keys, &ask)?;
+    if dc.private_keys.is_empty() && dc.provider_params.is_empty() {
+        tracing::warn!("no decryption key given (--key) and no ~/.globus/userkey.pem; only key providers can help");
+    }
+    Ok(dc)
+}
+
+fn keygen(kind: &str, out: &Path, force: bool) -> Result<()> {
+    let kind: layercrypt_ocicrypt::keys::KeyKind =
+        kind.parse().map_err(|e| anyhow::anyhow!("--type {kind}: {e}"))?;
+    let (private, public) = layercrypt_ocicrypt::keys::generate_keypair(kind)?;
+    let priv_path = out.with_extension("pem");
+    let pub_path = out.with_extension("pub.pem");
+    for p in [&priv_path, &pub_path] {
+        if p.exists() && !force {
+            bail!("{} exists; use --force to overwrite it", p.display());
+        }
+    }
+    write_private(&priv_path, private.expose_secret())?;
+    std::fs::write(&pub_path, public).with_context(|| format!("writing {}", pub_path.display()))?;
+    status(
+        false,
+        &format!(
+            "private key: {} (keep it secret)\npublic key:  {} (encrypt with --recipient jwe:{})",
+            priv_path.display(),
+            pub_path.display(),
+            pub_path.display()
+        ),
+    );
+    Ok(())
+}
+
+/// Writes a private key with mode 0600, atomically.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("key")));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
