@@ -448,7 +448,7 @@ fn jwk_rsa_private_and_public() {
             k.public_key().expect("public").jwk_alg(),
             Some("RSA-OAEP-256")
         );
-        // The private key works: a signature verifies under the original key.
+        // The components form a consistent key (RSA_check_key).
         let rsa = k.expose_secret().rsa().expect("rsa");
         assert!(rsa.check_key().expect("check"));
     }
