@@ -663,6 +663,9 @@ fn wrap_cek(recipient: &PublicKey, cek: &[u8]) -> Result<WrappedCek> {
 // ---------------------------------------------------------------------------------------------
 // Reading
 
+/// A JOSE header object as read.
+type JoseHeader = Map<String, Value>;
+
 /// go-jose `rawJSONWebEncryption` as read: unknown members are ignored.
 #[derive(Deserialize)]
 struct JweJson {
@@ -739,7 +742,7 @@ fn parse_json(item: &[u8]) -> Result<Parsed> {
     let shared = merge_headers(&[protected.as_ref(), raw.unprotected.as_ref(), None])?;
     // With `recipients` present, go-jose ignores top-level `encrypted_key` and `header`; its
     // own writer puts a copy of recipient 0's key there.
-    let recipients: Vec<(Option<Map<String, Value>>, Option<String>)> = match raw.recipients {
+    let recipients: Vec<(Option<JoseHeader>, Option<String>)> = match raw.recipients {
         Some(list) if !list.is_empty() => {
             if list.len() > MAX_RECIPIENTS {
                 return Err(jwe_err(format!(
@@ -1887,8 +1890,9 @@ mod tests {
 
     /// Helper for `tests/data/jwe/interop.sh` (not a test on its own): unwraps the annotation
     /// value in `$JWE_REWRAP_IN` with the PEM private key `$JWE_REWRAP_KEY`, wraps the payload
-    /// again for the PEM public keys in `$JWE_REWRAP_PUBS` (comma-separated) and writes the new
-    /// annotation value (std base64) to `$JWE_REWRAP_OUT`.
+    /// again for the PEM public keys in `$JWE_REWRAP_PUBS` (comma-separated; with the JWK `alg`
+    /// override `$JWE_REWRAP_ALG` if set) and writes the new annotation value (std base64) to
+    /// `$JWE_REWRAP_OUT`.
     #[test]
     #[ignore = "driven by tests/data/jwe/interop.sh"]
     fn rewrap_for_go() {
@@ -1903,7 +1907,10 @@ mod tests {
             .split(',')
             .map(|p| {
                 let pem = std::fs::read(p).unwrap();
-                PublicKey::new(PKey::public_key_from_pem(&pem).unwrap(), None, p)
+                let alg = std::env::var("JWE_REWRAP_ALG")
+                    .ok()
+                    .filter(|a| !a.is_empty());
+                PublicKey::new(PKey::public_key_from_pem(&pem).unwrap(), alg, p)
             })
             .collect();
         let out = JweKeyWrapper
