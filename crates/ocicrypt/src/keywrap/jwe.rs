@@ -119,7 +119,7 @@ impl KeyWrapper for JweKeyWrapper {
                 RecipientInfo::Jwe {
                     alg: r.alg.clone(),
                     key_type,
-                    thumbprint: r.kid.clone(),
+                    thumbprint: kid_thumbprint(r.kid.as_deref()).map(str::to_owned),
                 }
             })
             .collect())
@@ -419,6 +419,19 @@ fn thumbprint<T: HasPublic>(key: &PKeyRef<T>) -> Result<String> {
         }
     };
     Ok(b64u(&openssl::sha::sha256(canonical.as_bytes())))
+}
+
+/// The `kid` as an RFC 7638 SHA-256 thumbprint, if it has that shape (43 base64url characters).
+///
+/// Other writers put arbitrary key ids in `kid` (go-jose copies a JWK's `kid` or
+/// `Recipient.KeyID` there); such a `kid` says nothing about our thumbprints, so it is neither
+/// used to skip a recipient nor reported as a thumbprint.
+fn kid_thumbprint(kid: Option<&str>) -> Option<&str> {
+    kid.filter(|k| {
+        k.len() == 43
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
 }
 
 /// JOSE Concat KDF (RFC 7518 §4.6.2, NIST SP 800-56A) with SHA-256.
@@ -1007,7 +1020,7 @@ fn decrypt(jwe: &Checked, dc: &DecryptConfig) -> Option<Result<SecretBytes>> {
         let Some(kind) = key_kind(key) else { continue };
         let tp = thumbprint(key).ok();
         for (r, pr) in jwe.recipients.iter().zip(&p.recipients) {
-            let kid_matches = match (&pr.kid, &tp) {
+            let kid_matches = match (kid_thumbprint(pr.kid.as_deref()), tp.as_deref()) {
                 (Some(kid), Some(tp)) if kid != tp => continue,
                 (Some(_), Some(_)) => true,
                 _ => false,
@@ -1019,8 +1032,9 @@ fn decrypt(jwe: &Checked, dc: &DecryptConfig) -> Option<Result<SecretBytes>> {
                 named_but_failed |= kid_matches;
                 continue;
             };
-            // The content is shared by all recipients: if it does not open with a content key
-            // that unwrapped correctly, no other recipient or key will do better.
+            // A content key that unwraps under one of our keys but does not open the shared
+            // content means the item was modified (or built to fail): report it, like go-jose's
+            // ErrCryptoFailure, instead of searching on.
             return Some(
                 jwe.enc
                     .decrypt(&cek, &p.iv, &p.aad, &p.ciphertext, &p.tag)
@@ -1420,13 +1434,29 @@ mod tests {
     }
 
     #[test]
+    fn kid_that_is_not_a_thumbprint_is_ignored() {
+        let r = rsa_key(2048);
+        let mut v = json(&wrap(vec![
+            public(&r, None),
+            public(&ec_key(Curve::P256), None),
+        ]));
+        v["recipients"][0]["header"]["kid"] = "my-rsa-key-2024".into();
+        let item = serde_json::to_vec(&v).unwrap();
+        assert_opens(&[&r], &item);
+        match &JweKeyWrapper.recipients(&item).unwrap()[0] {
+            RecipientInfo::Jwe { thumbprint, .. } => assert_eq!(*thumbprint, None),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn foreign_kid_is_skipped() {
         let r = rsa_key(2048);
         let mut v = json(&wrap(vec![
             public(&r, None),
             public(&ec_key(Curve::P256), None),
         ]));
-        v["recipients"][0]["header"]["kid"] = "someone-else".into();
+        v["recipients"][0]["header"]["kid"] = thumbprint(&other_rsa_key()).unwrap().into();
         assert!(unwrap_with(&[&r], &serde_json::to_vec(&v).unwrap()).is_none());
     }
 
