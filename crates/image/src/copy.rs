@@ -49,7 +49,10 @@ pub enum LayerAction {
 /// Decides per layer what a copy does, and transforms layer data (encryption, decryption).
 pub trait LayerHandler: Send + Sync {
     /// What to do with this layer.
-    fn plan(&self, layer: &LayerContext<'_>) -> Result<LayerAction, Box<dyn std::error::Error + Send + Sync>>;
+    fn plan(
+        &self,
+        layer: &LayerContext<'_>,
+    ) -> Result<LayerAction, Box<dyn std::error::Error + Send + Sync>>;
 
     /// Streams `input` (the verified source blob) into `output` (the new blob) and returns
     /// the new descriptor fields. An error discards the new blob and fails the copy.

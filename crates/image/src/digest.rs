@@ -18,8 +18,14 @@ pub fn validate_digest(digest: &str) -> Result<&str, String> {
     let hex = digest
         .strip_prefix(SHA256_PREFIX)
         .ok_or_else(|| format!("digest {digest:?} is not sha256 (the only algorithm supported)"))?;
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        return Err(format!("digest {digest:?} is not sha256 followed by 64 lowercase hex digits"));
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(format!(
+            "digest {digest:?} is not sha256 followed by 64 lowercase hex digits"
+        ));
     }
     Ok(hex)
 }
@@ -53,7 +59,10 @@ impl<R: Read> VerifyingReader<R> {
     fn mismatch(&self, reason: String) -> io::Error {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("blob {} does not match its descriptor: {reason}", self.expected_digest),
+            format!(
+                "blob {} does not match its descriptor: {reason}",
+                self.expected_digest
+            ),
         )
     }
 }
@@ -71,7 +80,10 @@ impl<R: Read> Read for VerifyingReader<R> {
                     self.seen, self.expected_size
                 )));
             }
-            let actual = format!("{SHA256_PREFIX}{}", hex::encode(self.hasher.clone().finalize()));
+            let actual = format!(
+                "{SHA256_PREFIX}{}",
+                hex::encode(self.hasher.clone().finalize())
+            );
             if actual != self.expected_digest {
                 return Err(self.mismatch(format!("content has digest {actual}")));
             }
@@ -97,7 +109,11 @@ pub struct HashingWriter<W> {
 impl<W: Write> HashingWriter<W> {
     /// Wraps `inner`.
     pub fn new(inner: W) -> Self {
-        Self { inner, hasher: Sha256::new(), written: 0 }
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
     }
 
     /// `sha256:<hex>` and size of everything written so far, and the inner writer.
