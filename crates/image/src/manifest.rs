@@ -137,6 +137,8 @@ pub struct DescriptorUpdate<'a> {
 }
 
 /// A parsed manifest or index.
+// One short-lived value per manifest: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Document {
     /// An image manifest.
@@ -598,7 +600,7 @@ impl IndexDoc {
         for (i, d) in self.manifests.iter().enumerate() {
             let src_entry = src.get(i);
             let mut e = match descriptor_json(
-                &d.media_type().to_string(),
+                d.media_type().as_ref(),
                 d,
                 src_entry.and_then(|s| s.get("urls")),
             ) {
