@@ -151,6 +151,9 @@ pub enum Document {
 #[derive(Debug, Clone)]
 struct Json {
     original: Vec<u8>,
+    /// Whitespace after the document (Go's `json.Encoder`, used by umoci, writes a newline),
+    /// kept when the document is edited so that edit-and-revert gives back the same bytes.
+    trailing: Vec<u8>,
     doc: Map<String, Value>,
     changed: bool,
 }
@@ -158,7 +161,9 @@ struct Json {
 impl Json {
     fn to_bytes(&self) -> Vec<u8> {
         if self.changed {
-            go_json(&Value::Object(self.doc.clone()))
+            let mut out = go_json(&Value::Object(self.doc.clone()));
+            out.extend_from_slice(&self.trailing);
+            out
         } else {
             self.original.clone()
         }
@@ -275,8 +280,14 @@ pub fn parse(raw: &RawManifest) -> Result<Document> {
             )))
         }
     };
+    let body_end = raw
+        .bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
     let json = Json {
         original: raw.bytes.clone(),
+        trailing: raw.bytes[body_end..].to_vec(),
         doc,
         changed: false,
     };
@@ -513,6 +524,7 @@ impl ImageDoc {
         );
         doc.insert("layers".into(), Value::Array(layers));
         self.json.doc = doc;
+        self.json.trailing.clear();
         self.json.changed = true;
         self.kind = Kind::OciManifest;
         Ok(())
@@ -638,6 +650,7 @@ impl IndexDoc {
         doc.insert("mediaType".into(), Value::from(OCI_INDEX));
         doc.insert("manifests".into(), Value::Array(entries));
         self.json.doc = doc;
+        self.json.trailing.clear();
         self.json.changed = true;
         self.kind = Kind::OciIndex;
         Ok(())
@@ -833,6 +846,36 @@ mod tests {
                 digest: D3,
                 size: 5,
                 annotations: Some(&BTreeMap::new()),
+            },
+        )
+        .expect("set");
+        assert_eq!(String::from_utf8(m.to_bytes()).expect("utf8"), orig);
+    }
+
+    #[test]
+    fn trailing_newline_survives_edit_and_revert() {
+        let orig = skopeo_style() + "\n";
+        let mut m = image(&orig);
+        let a = BTreeMap::new();
+        m.set_layer(
+            1,
+            &DescriptorUpdate {
+                media_type: OCI_LAYER_GZIP,
+                digest: D1,
+                size: 6,
+                annotations: Some(&a),
+            },
+        )
+        .expect("set");
+        let edited = String::from_utf8(m.to_bytes()).expect("utf8");
+        assert!(edited.ends_with("}\n") && edited != orig);
+        m.set_layer(
+            1,
+            &DescriptorUpdate {
+                media_type: OCI_LAYER,
+                digest: D3,
+                size: 5,
+                annotations: Some(&a),
             },
         )
         .expect("set");
