@@ -24,4 +24,4 @@ pub mod transport;
 
 pub use error::{Error, Result};
 pub use reference::ImageRef;
-pub use transport::{BlobInfo, BlobWriter, ImageDest, ImageSource, RawManifest};
+pub use transport::{BlobInfo, BlobWriter, ImageDest, ImageSource, RawManifest, TransportOptions};

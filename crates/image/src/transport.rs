@@ -71,3 +71,24 @@ pub trait ImageDest: Send {
     /// makes the whole image visible.
     fn commit(self: Box<Self>, top: &RawManifest) -> Result<()>;
 }
+
+/// How to reach an image: settings that only some transports use.
+#[derive(Clone, Default)]
+pub struct TransportOptions {
+    /// Registry: allow plain HTTP and unverified TLS.
+    pub insecure: bool,
+    /// Registry: `user:password` credentials (secret: never logged; `Debug` redacts it).
+    pub creds: Option<String>,
+    /// Registry: a containers-auth.json / docker config.json to read credentials from.
+    pub auth_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for TransportOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportOptions")
+            .field("insecure", &self.insecure)
+            .field("creds", &self.creds.as_ref().map(|_| "<redacted>"))
+            .field("auth_file", &self.auth_file)
+            .finish()
+    }
+}

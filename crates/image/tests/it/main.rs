@@ -1,0 +1,6 @@
+//! Integration tests of layercrypt-image through its public API.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod copy;
+mod interop;
+mod support;
