@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use layercrypt_client::Error as ClientError;
 use layercrypt_image::Error as ImageError;
 use layercrypt_ocicrypt::Error as FormatError;
 
@@ -15,29 +16,45 @@ enum Kind {
     NotFound = 5,
 }
 
+fn classify_format(e: &FormatError) -> Option<Kind> {
+    match e {
+        FormatError::NoMatchingKey { .. } | FormatError::UnwrapFailed { .. } => Some(Kind::NoKey),
+        FormatError::InvalidMac | FormatError::Truncated { .. } => Some(Kind::Integrity),
+        _ => None,
+    }
+}
+
+fn classify_image(e: &ImageError) -> Option<Kind> {
+    match e {
+        ImageError::BlobMismatch { .. } => Some(Kind::Integrity),
+        ImageError::NotFound(_) | ImageError::Registry { .. } => Some(Kind::NotFound),
+        ImageError::Reference { .. } => Some(Kind::Usage),
+        _ => None,
+    }
+}
+
 fn classify(err: &anyhow::Error) -> Kind {
     for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<FormatError>() {
+        // `#[error(transparent)]` wrappers do not appear as their own link: look inside.
+        let kind = if let Some(e) = cause.downcast_ref::<ClientError>() {
             match e {
-                FormatError::NoMatchingKey { .. } | FormatError::UnwrapFailed { .. } => return Kind::NoKey,
-                FormatError::InvalidMac | FormatError::Truncated { .. } => return Kind::Integrity,
-                _ => {}
+                ClientError::Ocicrypt(e) => classify_format(e),
+                ClientError::Image(e) => classify_image(e),
+                _ => None,
             }
-        }
-        if let Some(e) = cause.downcast_ref::<ImageError>() {
-            match e {
-                ImageError::BlobMismatch { .. } => return Kind::Integrity,
-                ImageError::NotFound(_) | ImageError::Registry { .. } => return Kind::NotFound,
-                ImageError::Reference { .. } => return Kind::Usage,
-                _ => {}
-            }
-        }
-        if let Some(e) = cause.downcast_ref::<std::io::Error>() {
-            if e.kind() == std::io::ErrorKind::InvalidData
-                && e.to_string().contains("does not match its descriptor")
-            {
-                return Kind::Integrity;
-            }
+        } else if let Some(e) = cause.downcast_ref::<FormatError>() {
+            classify_format(e)
+        } else if let Some(e) = cause.downcast_ref::<ImageError>() {
+            classify_image(e)
+        } else if let Some(e) = cause.downcast_ref::<std::io::Error>() {
+            (e.kind() == std::io::ErrorKind::InvalidData
+                && e.to_string().contains("does not match its descriptor"))
+            .then_some(Kind::Integrity)
+        } else {
+            None
+        };
+        if let Some(k) = kind {
+            return k;
         }
     }
     Kind::Other

@@ -50,7 +50,10 @@ fn layer_digest(enc: &Path, idx: usize) -> String {
 fn flipped_byte_small_layer_fails_hmac() {
     let tmp = tempfile::tempdir().unwrap();
     let enc = encrypted(tmp.path());
-    let d = tamper_layer(&enc, "gzip", 0, true, |b| b[b.len() / 2] ^= 1);
+    let d = tamper_layer(&enc, "gzip", 0, true, |b| {
+        let mid = b.len() / 2;
+        b[mid] ^= 1;
+    });
     expect_failure(&enc, 4, &[&d, "integrity"]);
 }
 
