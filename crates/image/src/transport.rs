@@ -71,3 +71,26 @@ pub trait ImageDest: Send {
     /// makes the whole image visible.
     fn commit(self: Box<Self>, top: &RawManifest) -> Result<()>;
 }
+
+/// How a transport reaches its images: TLS policy and registry credentials.
+/// Only the registry transport reads these today.
+#[derive(Clone, Default)]
+pub struct TransportOptions {
+    /// Allow plain HTTP to every registry (without it, only `localhost`, `127.0.0.1` and
+    /// `[::1]` are reached over plain HTTP).
+    pub insecure: bool,
+    /// `user:pass` for the registry; wins over any auth file.
+    pub creds: Option<String>,
+    /// An auth file (`auth.json` / `config.json` format) to read instead of the defaults.
+    pub auth_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for TransportOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportOptions")
+            .field("insecure", &self.insecure)
+            .field("creds", &self.creds.as_ref().map(|_| "<redacted>"))
+            .field("auth_file", &self.auth_file)
+            .finish()
+    }
+}
