@@ -213,7 +213,7 @@ impl Remote {
         };
         if let OciDistributionError::AuthenticationFailure(reply) = &e {
             return self.reg_err(format!(
-                "{action} {}: the token service refused {} ({}): {}",
+                "{}: {action}: the token service refused {} ({}): {}",
                 self.reference.repository(),
                 self.who(),
                 shorten(reply),
@@ -228,7 +228,7 @@ impl Remote {
         match status {
             Some(code) => self.status_error(action, op, code, &e.to_string()),
             None => self.reg_err(format!(
-                "{action} {}: {}",
+                "{}: {action}: {}",
                 self.reference.repository(),
                 shorten(&e.to_string())
             )),
@@ -243,7 +243,7 @@ impl Remote {
             "; check that the registry is running and the host name and port are right"
         };
         self.reg_err(format!(
-            "{action} {}: cannot reach {}://{}: {}{hint}",
+            "{}: {action}: cannot reach {}://{}: {}{hint}",
             self.reference.repository(),
             self.scheme,
             self.reference.resolve_registry(),
@@ -255,9 +255,9 @@ impl Remote {
     fn status_error(&self, action: &str, op: RegistryOperation, code: u16, detail: &str) -> Error {
         let repo = self.reference.repository();
         match code {
-            401 => self.reg_err(format!("{action} {repo}: {}", self.login_hint())),
+            401 => self.reg_err(format!("{repo}: {action}: {}", self.login_hint())),
             403 => self.reg_err(format!(
-                "{action} {repo}: access denied: {} may not {} this repository; check the \
+                "{repo}: {action}: access denied: {} may not {} this repository; check the \
                  repository name and its permissions",
                 self.who(),
                 match op {
@@ -266,7 +266,7 @@ impl Remote {
                 }
             )),
             404 => Error::NotFound(format!(
-                "{action} {}: the registry has no such {} ({})",
+                "{}: {action}: the registry has no such {} ({})",
                 self.describe(),
                 if action.contains("blob") {
                     "blob"
@@ -276,14 +276,17 @@ impl Remote {
                 shorten(detail)
             )),
             429 => self.reg_err(format!(
-                "{action} {repo}: rate limit reached: wait and retry{}",
+                "{repo}: {action}: rate limit reached: wait and retry{}",
                 if self.creds.is_none() {
                     ", or log in (registries such as Docker Hub allow more to logged-in users)"
                 } else {
                     ""
                 }
             )),
-            _ => self.reg_err(format!("{action} {repo}: HTTP {code}: {}", shorten(detail))),
+            _ => self.reg_err(format!(
+                "{repo}: {action}: HTTP {code}: {}",
+                shorten(detail)
+            )),
         }
     }
 
@@ -512,8 +515,23 @@ impl ImageSource for RegistrySource {
                 });
             }
         }
-        let reader =
-            SyncIoBridge::new_with_handle(StreamReader::new(stream.stream), r.rt.handle().clone());
+        let expected = digest.clone();
+        let body = futures_util::TryStreamExt::map_err(stream.stream, move |e| {
+            // oci-client verifies the digest too and may notice first: report it as the
+            // mismatch it is, like `VerifyingReader` does.
+            let mismatch = e
+                .get_ref()
+                .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>());
+            if mismatch {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("blob {expected} does not match its descriptor: {e}"),
+                )
+            } else {
+                e
+            }
+        });
+        let reader = SyncIoBridge::new_with_handle(StreamReader::new(body), r.rt.handle().clone());
         Ok(Box::new(VerifyingReader::new(reader, &digest, desc.size())))
     }
 }
@@ -791,6 +809,7 @@ impl<'a> RegistryBlobWriter<'a> {
                 "uploading blob {digest}: the upload task failed: {e}"
             ))
         })??;
+        self.session = Some(put_url.clone());
         Ok((digest, size, put_url))
     }
 
@@ -824,12 +843,27 @@ impl<'a> RegistryBlobWriter<'a> {
         })
     }
 
-    /// Stops the `PATCH` and deletes the upload session (best effort).
+    /// Ends the upload and deletes its session (best effort).
+    ///
+    /// The `PATCH` body is ended cleanly rather than cut off: distribution only accepts a
+    /// `DELETE` carrying the upload state (`_state`, with the offset) that the last `PATCH`
+    /// returned, so the `PATCH` has to complete for the session to be deletable.
     fn cancel(&mut self) {
+        self.writer = None; // ends the PATCH body
+        let blocking_ok = tokio::runtime::Handle::try_current().is_err();
         if let Some(task) = self.task.take() {
-            task.abort(); // drops the request mid-body
+            if blocking_ok {
+                let ended = self
+                    .remote
+                    .rt
+                    .block_on(async { tokio::time::timeout(Duration::from_secs(30), task).await });
+                if let Ok(Ok(Ok(latest))) = ended {
+                    self.session = Some(latest);
+                }
+            } else {
+                task.abort();
+            }
         }
-        self.writer = None;
         let Some(session) = self.session.take() else {
             return;
         };
@@ -847,11 +881,11 @@ impl<'a> RegistryBlobWriter<'a> {
                 Err(e) => tracing::debug!(error = %e, "cancelling the blob upload failed"),
             }
         };
-        if tokio::runtime::Handle::try_current().is_ok() {
+        if blocking_ok {
+            remote.rt.block_on(fut);
+        } else {
             // Dropped inside some async context, where blocking would panic.
             drop(remote.rt.spawn(fut));
-        } else {
-            remote.rt.block_on(fut);
         }
     }
 }
