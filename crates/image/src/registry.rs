@@ -77,9 +77,29 @@ pub fn plain_http_allowed(registry: &str, insecure: bool) -> bool {
     )
 }
 
+/// The private runtime. Shut down without waiting when dropped, so that dropping a source or
+/// destination never blocks or panics, even inside someone else's async context.
+struct PrivateRuntime(Option<Runtime>);
+
+impl std::ops::Deref for PrivateRuntime {
+    type Target = Runtime;
+
+    fn deref(&self) -> &Runtime {
+        self.0.as_ref().expect("the runtime is only taken in drop")
+    }
+}
+
+impl Drop for PrivateRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// What both ends share: the runtime, the oci-client, the reference and how to authenticate.
 struct Remote {
-    rt: Runtime,
+    rt: PrivateRuntime,
     client: Client,
     /// For the upload requests oci-client has no API for.
     http: reqwest::Client,
@@ -135,6 +155,7 @@ impl Remote {
             .enable_all()
             .build()
             .map_err(|e| fail("cannot start the I/O runtime", &e))?;
+        let rt = PrivateRuntime(Some(rt));
         let remote = Self {
             rt,
             client,

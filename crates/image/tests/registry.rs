@@ -466,3 +466,101 @@ fn unreachable_registry_says_so() {
         "{err}"
     );
 }
+
+#[test]
+fn docker_schema2_manifest_round_trip() {
+    let reg = TestRegistry::start();
+    let opts = anonymous(reg.dir.path());
+    let mut dest = RegistryDest::open(&reg.image("test/docker:v2"), &opts).expect("open dest");
+    let config = write_blob(&mut dest, br#"{"architecture":"amd64","os":"linux"}"#);
+    let layer = write_blob(&mut dest, b"docker layer");
+    let mt = "application/vnd.docker.distribution.manifest.v2+json";
+    let bytes = serde_json::to_vec_pretty(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": mt,
+        "config": descriptor("application/vnd.docker.container.image.v1+json", &config),
+        "layers": [descriptor("application/vnd.docker.image.rootfs.diff.tar.gzip", &layer)],
+    }))
+    .expect("json");
+    let manifest = RawManifest {
+        digest: sha256_digest(&bytes),
+        media_type: mt.into(),
+        bytes,
+    };
+    Box::new(dest).commit(&manifest).expect("commit");
+    let mut src = RegistrySource::open(&reg.image("test/docker:v2"), &opts).expect("open source");
+    let top = src.top_manifest().expect("pull");
+    assert_eq!(
+        (top.bytes, top.media_type, top.digest),
+        (manifest.bytes, manifest.media_type, manifest.digest)
+    );
+}
+
+/// Peak resident memory of this process (`VmHWM`), in bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kb * 1024
+}
+
+/// Generates `len` bytes of [`noise`]-like data without holding them.
+struct NoiseReader {
+    left: u64,
+    x: u64,
+}
+
+impl Read for NoiseReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.left as usize);
+        for b in &mut buf[..n] {
+            self.x ^= self.x << 13;
+            self.x ^= self.x >> 7;
+            self.x ^= self.x << 17;
+            *b = self.x as u8;
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+#[test]
+fn big_blob_streams_in_constant_memory() {
+    // 48 MiB goes up and comes back down; the process's peak memory must grow by much less
+    // (other tests running at the same time hold a few MiB each).
+    const LEN: u64 = 48 << 20;
+    let reg = TestRegistry::start();
+    let opts = anonymous(reg.dir.path());
+    let mut dest = RegistryDest::open(&reg.image("test/big:v1"), &opts).expect("open dest");
+    // Warm up (TLS and HTTP set-up, runtime threads) before measuring.
+    write_blob(&mut dest, &noise(1 << 20, 5));
+    let before = peak_rss();
+    let mut w = dest.blob_writer().expect("start upload");
+    let sent = std::io::copy(&mut NoiseReader { left: LEN, x: 99 }, &mut w).expect("stream up");
+    let info = w.finish().expect("finish");
+    assert_eq!((sent, info.size), (LEN, LEN));
+    let mut src = RegistrySource::open(&reg.image("test/big:v1"), &opts).expect("open source");
+    let desc = descriptor("application/octet-stream", &info);
+    let mut expected = NoiseReader { left: LEN, x: 99 };
+    let mut got = src.blob(&desc).expect("open blob");
+    let (mut a, mut b) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = got.read(&mut a).expect("verified read");
+        if n == 0 {
+            break;
+        }
+        expected.read_exact(&mut b[..n]).expect("same length");
+        assert!(a[..n] == b[..n], "content differs");
+    }
+    assert_eq!(expected.left, 0, "blob came back short");
+    let grown = peak_rss().saturating_sub(before);
+    assert!(
+        grown < 32 << 20,
+        "peak memory grew by {} MiB for a {} MiB blob",
+        grown >> 20,
+        LEN >> 20
+    );
+}
