@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod archive;
+pub mod auth;
 pub mod copy;
 pub mod digest;
 pub mod error;

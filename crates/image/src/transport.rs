@@ -72,14 +72,16 @@ pub trait ImageDest: Send {
     fn commit(self: Box<Self>, top: &RawManifest) -> Result<()>;
 }
 
-/// How to reach an image: settings that only some transports use.
+/// How a transport reaches its images: TLS policy and registry credentials.
+/// Only the registry transport reads these today.
 #[derive(Clone, Default)]
 pub struct TransportOptions {
-    /// Registry: allow plain HTTP and unverified TLS.
+    /// Allow plain HTTP to every registry (without it, only `localhost`, `127.0.0.1` and
+    /// `[::1]` are reached over plain HTTP).
     pub insecure: bool,
-    /// Registry: `user:password` credentials (secret: never logged; `Debug` redacts it).
+    /// `user:pass` for the registry; wins over any auth file.
     pub creds: Option<String>,
-    /// Registry: a containers-auth.json / docker config.json to read credentials from.
+    /// An auth file (`auth.json` / `config.json` format) to read instead of the defaults.
     pub auth_file: Option<std::path::PathBuf>,
 }
 

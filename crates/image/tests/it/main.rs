@@ -4,3 +4,4 @@
 mod copy;
 mod interop;
 mod support;
+mod registry;
