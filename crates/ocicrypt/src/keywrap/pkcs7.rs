@@ -152,6 +152,40 @@ impl KeyWrapper for Pkcs7KeyWrapper {
             .map(KeyTrans::info)
             .collect()
     }
+
+    /// Removes RecipientInfos (matched by issuer and serial, as `recipients()` reports them)
+    /// and re-encodes the EnvelopedData around the remaining ones, sorted by encoding as Go
+    /// writes a SET OF. The version and the EncryptedContentInfo (and unprotectedAttrs, if
+    /// any) are copied byte for byte, so the remaining recipients still decrypt. Nothing
+    /// matching: the item is returned unchanged; nothing left: `Ok(None)`.
+    fn remove_recipients(
+        &self,
+        item: &[u8],
+        remove: &dyn Fn(&RecipientInfo) -> bool,
+    ) -> Result<Option<Vec<u8>>> {
+        let env = Envelope::parse(item)?;
+        let mut kept = Vec::with_capacity(env.recipients.len());
+        for r in &env.recipients {
+            if !remove(&r.info()?) {
+                kept.push(r.raw);
+            }
+        }
+        if kept.len() == env.recipients.len() {
+            return Ok(Some(item.to_vec()));
+        }
+        if kept.is_empty() {
+            return Ok(None);
+        }
+        kept.sort();
+        let enveloped = tlv(
+            SEQUENCE,
+            &cat(&[env.head, &tlv(SET, &kept.concat()), env.tail]),
+        );
+        Ok(Some(tlv(
+            SEQUENCE,
+            &cat(&[&oid(OID_ENVELOPED_DATA), &tlv(CTX0_CONS, &enveloped)]),
+        )))
+    }
 }
 
 /// Formats a distinguished name the way grid users know it (OpenSSL's one-line form):
@@ -478,6 +512,8 @@ impl CertId {
 
 /// One key-transport RecipientInfo.
 struct KeyTrans<'a> {
+    /// The whole RecipientInfo element.
+    raw: &'a [u8],
     /// The issuer Name, full TLV.
     issuer: &'a [u8],
     /// The serial INTEGER's content.
@@ -487,8 +523,8 @@ struct KeyTrans<'a> {
 }
 
 impl<'a> KeyTrans<'a> {
-    fn parse(content: &'a [u8]) -> Result<Self> {
-        let mut r = Reader::new(content);
+    fn parse(ri: Tlv<'a>) -> Result<Self> {
+        let mut r = Reader::new(ri.content);
         let version = small_uint(r.expect(INTEGER, "RecipientInfo version")?)?;
         if version != 0 {
             return Err(Error::Pkcs7(format!(
@@ -514,6 +550,7 @@ impl<'a> KeyTrans<'a> {
         }
         r.finish("IssuerAndSerialNumber")?;
         Ok(Self {
+            raw: ri.raw,
             issuer: issuer.raw,
             serial,
             alg,
@@ -537,6 +574,11 @@ impl<'a> KeyTrans<'a> {
 
 /// A parsed `EnvelopedData`, borrowing from the item.
 struct Envelope<'a> {
+    /// The EnvelopedData content before `recipientInfos` (the version), as encoded.
+    head: &'a [u8],
+    /// The EnvelopedData content after `recipientInfos` (EncryptedContentInfo and any
+    /// unprotectedAttrs), as encoded.
+    tail: &'a [u8],
     recipients: Vec<KeyTrans<'a>>,
     content_alg: AlgId<'a>,
     /// Encrypted content (for GCM: ciphertext ‖ tag).
@@ -581,7 +623,9 @@ impl<'a> Envelope<'a> {
                 "EnvelopedData originatorInfo is not supported".into(),
             ));
         }
+        let head = &enveloped[..enveloped.len() - r.buf.len()];
         let mut set = Reader::new(r.expect(SET, "recipientInfos")?);
+        let tail = r.buf;
         let mut recipients = Vec::new();
         while !set.is_empty() {
             if recipients.len() == MAX_RECIPIENTS {
@@ -595,7 +639,7 @@ impl<'a> Envelope<'a> {
                     "unsupported RecipientInfo type (only key transport is supported)".into(),
                 ));
             }
-            recipients.push(KeyTrans::parse(ri.content)?);
+            recipients.push(KeyTrans::parse(ri)?);
         }
         if recipients.is_empty() {
             return Err(malformed("no RecipientInfo"));
@@ -634,6 +678,8 @@ impl<'a> Envelope<'a> {
         };
         r.finish("EncryptedContentInfo")?;
         Ok(Self {
+            head,
+            tail,
             recipients,
             content_alg,
             ciphertext,
@@ -1526,6 +1572,203 @@ mod tests {
         }
     }
 
+    // ---- removing recipients --------------------------------------------------------
+
+    /// The recipient of `cert` as `recipients()` reports it.
+    fn info_of(cert: &Certificate) -> RecipientInfo {
+        RecipientInfo::Pkcs7 {
+            issuer: name_to_grid_string(cert.x509().issuer_name()),
+            serial: serial_hex(&CertId::of(cert).unwrap().serial),
+        }
+    }
+
+    fn remove_certs(item: &[u8], certs: &[&Certificate]) -> Result<Option<Vec<u8>>> {
+        let infos: Vec<RecipientInfo> = certs.iter().map(|c| info_of(c)).collect();
+        Pkcs7KeyWrapper.remove_recipients(item, &|r: &RecipientInfo| infos.contains(r))
+    }
+
+    fn self_signed(cn: &str, serial: u32) -> (Certificate, PrivateKey) {
+        let key = rsa(2048);
+        let c = cert(&[("CN", cn)], &key, serial, None);
+        (
+            Certificate::new(c, format!("{cn}.pem")),
+            PrivateKey::new(key, format!("{cn}.key")),
+        )
+    }
+
+    #[test]
+    fn remove_one_of_three_keeps_the_others() {
+        let (c1, k1) = rcauth_user();
+        let (c2, k2) = self_signed("two", 2);
+        let (c3, k3) = self_signed("three", 3);
+        let item = wrap(&[c1.clone(), c2.clone(), c3.clone()]);
+        let out = remove_certs(&item, &[&c2]).unwrap().unwrap();
+        let (before, after) = (
+            Envelope::parse(&item).unwrap(),
+            Envelope::parse(&out).unwrap(),
+        );
+        assert_eq!(after.head, before.head, "version changed");
+        assert_eq!(after.tail, before.tail, "EncryptedContentInfo changed");
+        let raws = |e: &Envelope<'_>| {
+            e.recipients
+                .iter()
+                .map(|r| r.raw.to_vec())
+                .collect::<Vec<_>>()
+        };
+        let mut want = raws(&before);
+        want.retain(|r| Pkcs7KeyWrapper.recipients(&wrap_ri(r)).unwrap()[0] != info_of(&c2));
+        assert_eq!(raws(&after), want);
+        let mut sorted = raws(&after);
+        sorted.sort();
+        assert_eq!(raws(&after), sorted, "SET OF not sorted");
+        assert_eq!(unwrap_ok(&dc_for(vec![k1], vec![c1.clone()]), &out), OPTS);
+        assert_eq!(unwrap_ok(&dc_for(vec![k3], vec![c3.clone()]), &out), OPTS);
+        assert!(Pkcs7KeyWrapper
+            .unwrap(&dc_for(vec![k2], vec![c2.clone()]), &out)
+            .is_none());
+        let mut left = Pkcs7KeyWrapper.recipients(&item).unwrap();
+        left.retain(|i| *i != info_of(&c2));
+        assert_eq!(left.len(), 2);
+        assert_eq!(Pkcs7KeyWrapper.recipients(&out).unwrap(), left);
+    }
+
+    /// An item holding only the RecipientInfo `ri` (to read its issuer and serial back).
+    fn wrap_ri(ri: &[u8]) -> Vec<u8> {
+        let ed = tlv(
+            SEQUENCE,
+            &cat(&[
+                &uint(0),
+                &tlv(SET, ri),
+                &tlv(
+                    SEQUENCE,
+                    &cat(&[
+                        &oid(OID_DATA),
+                        &tlv(SEQUENCE, &oid(OID_AES128_GCM)),
+                        &tlv(CTX0_PRIM, &[0; 16]),
+                    ]),
+                ),
+            ]),
+        );
+        tlv(
+            SEQUENCE,
+            &cat(&[&oid(OID_ENVELOPED_DATA), &tlv(CTX0_CONS, &ed)]),
+        )
+    }
+
+    #[test]
+    fn remove_all_is_none() {
+        let (c1, _) = rcauth_user();
+        let (c2, _) = self_signed("two", 2);
+        let two = wrap(&[c1.clone(), c2.clone()]);
+        assert!(remove_certs(&two, &[&c1, &c2]).unwrap().is_none());
+        assert!(Pkcs7KeyWrapper
+            .remove_recipients(&two, &|_| true)
+            .unwrap()
+            .is_none());
+        let one = wrap(std::slice::from_ref(&c1));
+        assert!(remove_certs(&one, &[&c1]).unwrap().is_none());
+        let after = remove_certs(&two, &[&c2]).unwrap().unwrap();
+        assert!(remove_certs(&after, &[&c1]).unwrap().is_none());
+    }
+
+    #[test]
+    fn remove_nothing_returns_the_item_byte_for_byte() {
+        let (c1, _) = rcauth_user();
+        let (c2, _) = self_signed("two", 2);
+        let (stranger, _) = self_signed("stranger", 9);
+        let mut cases = vec![wrap(&[c1.clone(), c2]), wrap(&[c1])];
+        cases.extend(items(GO_TWO));
+        // An unsorted SET OF from another writer stays unsorted when nothing is removed.
+        let env = Envelope::parse(&cases[0]).unwrap();
+        let unsorted = tlv(
+            SEQUENCE,
+            &cat(&[
+                &oid(OID_ENVELOPED_DATA),
+                &tlv(
+                    CTX0_CONS,
+                    &tlv(
+                        SEQUENCE,
+                        &cat(&[
+                            env.head,
+                            &tlv(SET, &cat(&[env.recipients[1].raw, env.recipients[0].raw])),
+                            env.tail,
+                        ]),
+                    ),
+                ),
+            ]),
+        );
+        cases.push(unsorted);
+        for item in cases {
+            assert_eq!(
+                remove_certs(&item, &[&stranger]).unwrap(),
+                Some(item.clone())
+            );
+            assert_eq!(
+                Pkcs7KeyWrapper
+                    .remove_recipients(&item, &|_| false)
+                    .unwrap(),
+                Some(item.clone())
+            );
+        }
+    }
+
+    #[test]
+    fn remove_from_malformed_items_is_an_error() {
+        let all = |_: &RecipientInfo| true;
+        for bad in [
+            &b""[..],
+            &[0x30, 0x00],
+            &[0x30, 0x80, 0x06, 0x00, 0x00, 0x00],
+            &[0u8; 64],
+        ] {
+            assert!(
+                Pkcs7KeyWrapper.remove_recipients(bad, &all).is_err(),
+                "{bad:02x?}"
+            );
+        }
+        let item = items(GO_TWO).remove(0);
+        for len in 0..item.len() {
+            assert!(
+                Pkcs7KeyWrapper
+                    .remove_recipients(&item[..len], &all)
+                    .is_err(),
+                "len {len}"
+            );
+        }
+        let mut trailing = item.clone();
+        trailing.push(0);
+        assert!(Pkcs7KeyWrapper.remove_recipients(&trailing, &all).is_err());
+        // Flipped bytes: an error or an answer, never a panic.
+        let cert2 = fixture_cert("cert2.pem");
+        for i in 0..item.len() {
+            let mut bad = item.clone();
+            bad[i] ^= 0x80;
+            let _ = remove_certs(&bad, &[&cert2]);
+        }
+    }
+
+    #[test]
+    fn go_vector_remove_second_recipient() {
+        let item = items(GO_TWO).remove(0);
+        let (cert, cert2) = (fixture_cert("cert.pem"), fixture_cert("cert2.pem"));
+        let out = remove_certs(&item, &[&cert2]).unwrap().unwrap();
+        assert_eq!(
+            Pkcs7KeyWrapper.recipients(&out).unwrap(),
+            vec![info_of(&cert)]
+        );
+        let opts = unwrap_ok(&dc_for(vec![fixture_key("key.pem")], vec![cert]), &out);
+        assert_private_opts(&SecretBytes::new(opts));
+        assert!(Pkcs7KeyWrapper
+            .unwrap(&dc_for(vec![fixture_key("key2.pem")], vec![cert2]), &out)
+            .is_none());
+        assert_eq!(
+            Envelope::parse(&out).unwrap().tail,
+            Envelope::parse(&item).unwrap().tail
+        );
+        // The result is what Go writes for cert.pem alone, up to the random parts.
+        assert_eq!(mask_random(&out), mask_random(&items(GO_SINGLE)[0]));
+    }
+
     #[test]
     fn grid_string_of_common_attributes() {
         let n = name(&[
@@ -1602,5 +1845,38 @@ mod tests {
             .unwrap();
         let b64 = base64::engine::general_purpose::STANDARD.encode(item);
         std::fs::write(env("PKCS7_OUT"), b64).unwrap();
+    }
+
+    /// Helper for `go-interop.sh`, not a test: removes from every item of an annotation value
+    /// the recipients of the given certificates (no key needed) and writes the new value.
+    ///
+    /// Env: `PKCS7_IN` (file with the annotation value), `PKCS7_REMOVE` (comma-separated PEM
+    /// certificate files), `PKCS7_OUT` (output file). Fails if nothing was removed or nothing
+    /// is left.
+    #[test]
+    #[ignore = "helper for tests/data/pkcs7/go-interop.sh"]
+    fn go_interop_remove_helper() {
+        let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
+        let read = |p: &str| std::fs::read(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+        let annotation = String::from_utf8(read(&env("PKCS7_IN"))).unwrap();
+        let remove: Vec<Certificate> = env("PKCS7_REMOVE")
+            .split(',')
+            .map(|p| Certificate::new(X509::from_pem(&read(p)).unwrap(), p))
+            .collect();
+        let refs: Vec<&Certificate> = remove.iter().collect();
+        let before = items(&annotation);
+        let after: Vec<Vec<u8>> = before
+            .iter()
+            .filter_map(|i| remove_certs(i, &refs).unwrap())
+            .collect();
+        assert!(!after.is_empty(), "no recipient left");
+        assert_ne!(after, before, "nothing was removed");
+        let std = base64::engine::general_purpose::STANDARD;
+        let value = after
+            .iter()
+            .map(|i| std.encode(i))
+            .collect::<Vec<_>>()
+            .join(",");
+        std::fs::write(env("PKCS7_OUT"), value).unwrap();
     }
 }

@@ -8,7 +8,9 @@
 #    wraps the private options again with our code (the ignored unit test `rewrap_for_go`),
 # 4. puts our annotation into a copy of the image (new manifest blob, index.json fixed),
 # 5. decrypts that copy with skopeo and checks the result equals the original image, and that a
-#    wrong key is refused.
+#    wrong key is refused; in the remove-* cases our item has a recipient removed (by thumbprint,
+#    the ignored unit test `remove_for_go`) before skopeo decrypts it, and the removed key must
+#    be refused.
 #
 # Usage: crates/ocicrypt/tests/data/jwe/interop.sh   (from anywhere; needs skopeo, umoci, jq,
 # python3, cargo). Exit status 0 = all cases passed.
@@ -62,6 +64,24 @@ run_case() { # name, unwrap key, recipients for skopeo (space-separated pub file
         cargo test -q -p layercrypt-ocicrypt --lib keywrap::jwe::tests::rewrap_for_go -- --ignored --exact >/dev/null 2>&1) ||
         { echo "FAIL $name: our unwrap/rewrap of skopeo's item failed"; fail=1; return; }
 
+    # optional: remove recipients from our item by thumbprint (no key needed)
+    if [ -n "${JWE_REMOVE_PUBS:-}" ]; then
+        (cd "$crate" && JWE_REMOVE_IN="$work/ours-$name.b64" \
+            JWE_REMOVE_PUBS="$(echo "$JWE_REMOVE_PUBS" | sed "s|\([^,]*\)|$work/\1|g")" \
+            JWE_REMOVE_OUT="$work/ours-$name.removed.b64" \
+            cargo test -q -p layercrypt-ocicrypt --lib keywrap::jwe::tests::remove_for_go -- --ignored --exact >/dev/null 2>&1) ||
+            { echo "FAIL $name: removing $JWE_REMOVE_PUBS from our item failed"; fail=1; return; }
+        python3 - "ours-$name.b64" "ours-$name.removed.b64" <<'EOF3' || { echo "FAIL $name: removal changed the content or left the wrong recipients"; fail=1; return; }
+import base64, json, sys
+a, b = (json.loads(base64.b64decode(open(f).read())) for f in sys.argv[1:])
+assert all(a[k] == b[k] for k in ("protected", "iv", "ciphertext", "tag"))
+assert len(b["recipients"]) == len(a["recipients"]) - 1, b
+assert b["encrypted_key"] == b["recipients"][0]["encrypted_key"]
+EOF3
+        mv "ours-$name.removed.b64" "ours-$name.b64"
+        echo "ok   $name: removed $JWE_REMOVE_PUBS by thumbprint; protected, iv, ciphertext, tag unchanged"
+    fi
+
     if [ -n "${JWE_REWRAP_ALG:-}" ]; then
         python3 - "ours-$name.b64" "$JWE_REWRAP_ALG" <<'EOF2' || { echo "FAIL $name: alg override not applied"; fail=1; return; }
 import base64, json, sys
@@ -108,12 +128,14 @@ EOF
             echo "FAIL $name: decrypted manifest differs from the source"; fail=1
         fi
     done
-    rm -rf out
-    if skopeo copy -q --decryption-key wrong.pem "oci:ours-$name:t" oci:out:t 2>/dev/null; then
-        echo "FAIL $name: skopeo decrypted with a wrong key"; fail=1
-    else
-        echo "ok   $name: skopeo refuses a wrong key"
-    fi
+    for wkey in wrong.pem ${JWE_EXPECT_REFUSED:-}; do
+        rm -rf out
+        if skopeo copy -q --decryption-key "$wkey" "oci:ours-$name:t" oci:out:t 2>/dev/null; then
+            echo "FAIL $name: skopeo decrypted with $wkey, which is not a recipient"; fail=1
+        else
+            echo "ok   $name: skopeo refuses $wkey"
+        fi
+    done
 }
 
 run_case rsa rsa.pem "rsa.pub.pem" "rsa.pub.pem" rsa.pem
@@ -121,6 +143,10 @@ run_case ec ec.pem "ec.pub.pem" "ec.pub.pem" ec.pem
 run_case two rsa.pem "rsa.pub.pem ec.pub.pem" "rsa.pub.pem,ec.pub.pem" rsa.pem ec.pem
 # Go wrote for RSA only; we re-wrap for EC + RSA (EC first, so Go's recipient 0 is EC).
 run_case swap rsa.pem "rsa.pub.pem" "ec.pub.pem,rsa.pub.pem" ec.pem rsa.pem
+# We wrap for RSA + EC, then remove EC by its thumbprint (kid): RSA still opens, EC no longer.
+JWE_REMOVE_PUBS=ec.pub.pem JWE_EXPECT_REFUSED=ec.pem run_case remove-ec rsa.pem "rsa.pub.pem" "rsa.pub.pem,ec.pub.pem" rsa.pem
+# ... and the same with EC as recipient 0 (the stray top-level encrypted_key must follow).
+JWE_REMOVE_PUBS=ec.pub.pem JWE_EXPECT_REFUSED=ec.pem run_case remove-ec-first rsa.pem "rsa.pub.pem" "ec.pub.pem,rsa.pub.pem" rsa.pem
 
 run_case p384 P-384.pem "P-384.pub.pem" "P-384.pub.pem" P-384.pem
 run_case p521-rsa P-521.pem "P-521.pub.pem rsa.pub.pem" "P-521.pub.pem,rsa.pub.pem" P-521.pem rsa.pem

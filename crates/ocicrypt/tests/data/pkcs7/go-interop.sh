@@ -5,7 +5,9 @@
 #      and re-wraps them (its own `wrap`) for one or two recipients;
 #   3. the annotation in the manifest is replaced (manifest blob, digest and size in index.json);
 #   4. skopeo decrypts with each recipient's key and certificate, and the decrypted layer must
-#      equal the original one; a key that is not a recipient must be refused.
+#      equal the original one; a key that is not a recipient must be refused;
+#   5. case two-minus-cert2: the two-recipient value of step 2 with cert2.pem's recipient
+#      removed by layercrypt (no key needed): cert.pem+key.pem must still decrypt, cert2's not.
 # Needs: openssl, umoci, skopeo, python3, cargo. Exit status 0 = all checks passed.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -103,5 +105,16 @@ decrypt single key2.pem cert2.pem fail
 rewrap two "$here/cert.pem,$here/cert2.pem"
 decrypt two key.pem cert.pem ok
 decrypt two key2.pem cert2.pem ok
+
+# Case two-minus-cert2: layercrypt wraps for cert.pem + cert2.pem (as in case two), then
+# removes cert2.pem's RecipientInfo without any key (Pkcs7KeyWrapper::remove_recipients).
+rm -rf "$work/two-minus-cert2"
+cp -r "$work/enc" "$work/two-minus-cert2"
+(cd "$root" && PKCS7_IN="$work/two.b64" PKCS7_REMOVE="$here/cert2.pem" PKCS7_OUT="$work/two-minus-cert2.b64" \
+  cargo test -q -p layercrypt-ocicrypt --lib keywrap::pkcs7::tests::go_interop_remove_helper \
+    -- --ignored --exact >/dev/null 2>&1) || { echo "FAIL two-minus-cert2: removal helper failed"; exit 1; }
+replace_annotation "$work/two-minus-cert2" "$work/two-minus-cert2.b64"
+decrypt two-minus-cert2 key.pem cert.pem ok
+decrypt two-minus-cert2 key2.pem cert2.pem fail
 
 exit $fail
