@@ -61,7 +61,7 @@ pub struct TransportArgs {
     #[arg(long, value_name = "FILE")]
     pub authfile: Option<PathBuf>,
 
-    /// Allow plain HTTP and unverified TLS for registries other than localhost.
+    /// Use plain HTTP for registries other than localhost (for test registries only).
     #[arg(long)]
     pub insecure: bool,
 

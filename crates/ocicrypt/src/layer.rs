@@ -256,8 +256,9 @@ pub fn rewrap_layer(
     rewrap: &Rewrap<'_>,
 ) -> Result<BTreeMap<String, String>> {
     let mut out = ann.clone();
-    // Opening the key first also proves that `dc` can decrypt the layer when anything is
-    // removed, so that a user cannot lock themselves out by accident... unless they add.
+    // Adding needs the layer key, so open it first (this fails, changing nothing, when `dc`
+    // cannot). Removing is structural and needs no key: a user may remove their own access,
+    // but never everybody's (that is `NoRecipients` below).
     let private = match rewrap.add {
         Some(_) => Some(unwrap_private_options(wrappers, dc, ann)?),
         None => None,
