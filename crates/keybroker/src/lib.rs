@@ -1,0 +1,12 @@
+//! The layercrypt key broker: holds group keys (age X25519) and releases a layer's private
+//! options to callers whose identity (EGI Check-in token or IGTF certificate) matches a grant.
+//!
+//! - [`model`]: groups, key versions, grants, audit events.
+//! - [`store`]: the [`store::KeyStore`] trait; `embedded` (default) and `vault` (OpenBao/Vault).
+//! - [`auth`]: identities from OIDC access tokens and from X.509 client certificates.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod model;
+pub mod store;
