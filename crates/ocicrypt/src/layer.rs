@@ -269,7 +269,9 @@ pub fn rewrap_layer(
         for (key, items) in &ann.wrapped {
             let mut kept = Vec::new();
             for item in items {
-                let hit = recipients_of(wrappers, key, item)?.iter().any(remove);
+                let hit = recipients_of(wrappers, key, item)?
+                    .iter()
+                    .any(remove);
                 if !hit {
                     kept.push(item.clone());
                     continue;
