@@ -23,8 +23,10 @@ use crate::error::{Error, Result};
 use crate::options::{PrivateOptions, PublicOptions, HMAC_LEN, NONCE_LEN, SYMKEY_LEN};
 use crate::secret::SecretBytes;
 
-/// Chunk size for reading and writing.
-pub const CHUNK: usize = 256 * 1024;
+/// Chunk size for reading and writing. 1 MiB rather than 256 KiB: with a file source the
+/// decryptor ran ~7 % faster (on-CPU time, `benches/layer_cipher.rs`), encryption the same,
+/// for ~3 MiB more peak RSS per stream.
+pub const CHUNK: usize = 1024 * 1024;
 
 /// Plaintext held back by the decryptor until the HMAC verifies (Go holds back 10 KiB; we
 /// hold back more so that a truncated gzip or tar stream cannot be mistaken for a whole one).
@@ -125,16 +127,29 @@ impl<W: Write> Write for Encryptor<W> {
     }
 }
 
+/// The cipher state of a decryptor that has not reached EOF (it is taken there).
+fn live(state: &mut Option<CipherState>) -> io::Result<&mut CipherState> {
+    state
+        .as_mut()
+        .ok_or_else(|| io::Error::other(Error::InvalidMac))
+}
+
 /// Decrypts a layer blob read from it, verifying the HMAC before releasing the last
 /// [`HOLD_BACK`] bytes. A mismatch is an `io::Error` wrapping [`Error::InvalidMac`].
+///
+/// A caller whose buffer can take a whole chunk (as [`copy_all`] and `io::copy` do) gets the
+/// plaintext decrypted straight into its buffer; only the held-back tail goes through an
+/// internal buffer. Smaller reads are served from that buffer.
 pub struct Decryptor<R: Read> {
     inner: R,
     state: Option<CipherState>,
     expected: [u8; HMAC_LEN],
-    /// Decrypted bytes not yet handed out: `out[pos..]`.
-    out: Vec<u8>,
+    /// Decrypted bytes not yet handed out: `out[pos..end]`. Fixed size `CHUNK + HOLD_BACK`:
+    /// more ciphertext is only read when at most `HOLD_BACK` bytes are pending.
+    out: Box<[u8]>,
     pos: usize,
-    inbuf: Vec<u8>,
+    end: usize,
+    inbuf: Box<[u8]>,
     eof: bool,
     verified: bool,
 }
@@ -161,16 +176,18 @@ impl<R: Read> Decryptor<R> {
                 Mode::Decrypt,
             )?),
             expected,
-            out: Vec::with_capacity(CHUNK + HOLD_BACK + 16),
+            out: vec![0u8; CHUNK + HOLD_BACK].into_boxed_slice(),
             pos: 0,
-            inbuf: vec![0u8; CHUNK],
+            end: 0,
+            inbuf: vec![0u8; CHUNK].into_boxed_slice(),
             eof: false,
             verified: false,
         })
     }
 
-    /// Reads more ciphertext, decrypts it into `out`. At EOF verifies the HMAC.
-    fn fill(&mut self) -> io::Result<()> {
+    /// Reads more ciphertext into `inbuf` and feeds it to the HMAC; at EOF verifies the HMAC
+    /// (and throws away what is held back if it does not match). Returns the bytes read.
+    fn read_ciphertext(&mut self) -> io::Result<usize> {
         let n = loop {
             match self.inner.read(&mut self.inbuf) {
                 Ok(n) => break n,
@@ -178,10 +195,6 @@ impl<R: Read> Decryptor<R> {
                 Err(e) => return Err(e),
             }
         };
-        let state = self
-            .state
-            .as_mut()
-            .ok_or_else(|| io::Error::other(Error::InvalidMac))?;
         if n == 0 {
             self.eof = true;
             let state = self
@@ -191,38 +204,70 @@ impl<R: Read> Decryptor<R> {
             let tag = state.finish_mac().map_err(io::Error::other)?;
             if !openssl::memcmp::eq(&tag, &self.expected) {
                 // Throw away what is held back: it must never be released.
-                self.out.clear();
                 self.pos = 0;
+                self.end = 0;
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     Error::InvalidMac,
                 ));
             }
             self.verified = true;
-            return Ok(());
+            return Ok(0);
         }
-        state
+        live(&mut self.state)?
             .mac
             .digest_sign_update(&self.inbuf[..n])
             .map_err(io_err)?;
-        // Compact the output buffer before appending.
-        if self.pos > 0 {
-            self.out.drain(..self.pos);
+        Ok(n)
+    }
+
+    /// Decrypts the `n` bytes in `inbuf` and appends them to `out[pos..end]`.
+    fn append(&mut self, n: usize) -> io::Result<()> {
+        if self.end + n > self.out.len() {
+            // At most HOLD_BACK bytes are pending here, so they and a chunk fit after this.
+            self.out.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
             self.pos = 0;
         }
-        let start = self.out.len();
-        self.out.resize(start + n + 16, 0);
+        let state = live(&mut self.state)?;
         let m = state
             .ctr
-            .update(&self.inbuf[..n], &mut self.out[start..])
+            .update(&self.inbuf[..n], &mut self.out[self.end..self.end + n])
             .map_err(io_err)?;
-        self.out.truncate(start + m);
+        debug_assert_eq!(m, n, "CTR is a stream cipher");
+        self.end += n;
         Ok(())
+    }
+
+    /// With `p = end - pos <= HOLD_BACK` bytes pending and `n >= HOLD_BACK` new bytes in
+    /// `inbuf`, hands out exactly what [`Self::releasable`] would allow after appending
+    /// (`p + n - HOLD_BACK` bytes), without the detour through `out`: the pending bytes, then
+    /// all but the last `HOLD_BACK` new bytes decrypted straight into `buf`. The last
+    /// `HOLD_BACK` are decrypted into `out` and stay held back.
+    fn release_direct(&mut self, n: usize, buf: &mut [u8]) -> io::Result<usize> {
+        let p = self.end - self.pos;
+        let direct = n - HOLD_BACK;
+        debug_assert!(p <= HOLD_BACK && p + direct <= buf.len());
+        buf[..p].copy_from_slice(&self.out[self.pos..self.end]);
+        let state = live(&mut self.state)?;
+        let m = state
+            .ctr
+            .update(&self.inbuf[..direct], &mut buf[p..p + direct])
+            .map_err(io_err)?;
+        debug_assert_eq!(m, direct, "CTR is a stream cipher");
+        let m = state
+            .ctr
+            .update(&self.inbuf[direct..n], &mut self.out[..HOLD_BACK])
+            .map_err(io_err)?;
+        debug_assert_eq!(m, HOLD_BACK, "CTR is a stream cipher");
+        self.pos = 0;
+        self.end = HOLD_BACK;
+        Ok(p + direct)
     }
 
     /// Bytes that may be handed out now.
     fn releasable(&self) -> usize {
-        let held = self.out.len() - self.pos;
+        let held = self.end - self.pos;
         if self.verified {
             held
         } else {
@@ -236,7 +281,13 @@ impl<R: Read> Read for Decryptor<R> {
         if buf.is_empty() {
             return Ok(0);
         }
-        while self.releasable() == 0 {
+        loop {
+            let n = self.releasable().min(buf.len());
+            if n > 0 {
+                buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+                self.pos += n;
+                return Ok(n);
+            }
             if self.eof {
                 if self.verified {
                     return Ok(0);
@@ -246,12 +297,18 @@ impl<R: Read> Read for Decryptor<R> {
                     Error::InvalidMac,
                 ));
             }
-            self.fill()?;
+            // Nothing releasable and not verified: at most HOLD_BACK bytes are pending.
+            let pending = self.end - self.pos;
+            let n = self.read_ciphertext()?;
+            if n >= HOLD_BACK && pending + n - HOLD_BACK <= buf.len() {
+                let released = self.release_direct(n, buf)?;
+                if released > 0 {
+                    return Ok(released);
+                }
+            } else if n > 0 {
+                self.append(n)?;
+            }
         }
-        let n = self.releasable().min(buf.len());
-        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }
 
@@ -407,6 +464,88 @@ mod tests {
         let (out, res) = decrypt(&ct, &p, &q);
         assert!(matches!(res, Err(Error::InvalidMac)));
         assert!(out.len() <= data.len() - HOLD_BACK, "the tail is held back");
+    }
+
+    /// Hands out at most `step` bytes per read, so reads end at odd places.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.1).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// Decrypts reading `out_step` bytes at a time from a source that yields `in_step`.
+    fn decrypt_steps(
+        ct: &[u8],
+        p: &PrivateOptions,
+        q: &PublicOptions,
+        in_step: usize,
+        out_step: usize,
+    ) -> (Vec<u8>, Result<()>) {
+        let mut out = Vec::new();
+        let mut d = Decryptor::new(Trickle(ct, in_step), p, q).expect("dec");
+        let mut buf = vec![0u8; out_step];
+        loop {
+            match d.read(&mut buf) {
+                Ok(0) => return (out, Ok(())),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => return (out, Err(unwrap_io(e))),
+            }
+        }
+    }
+
+    /// Chunk-sized reads take the path that decrypts straight into the caller's buffer;
+    /// mixed source and read sizes switch between it and the buffered one.
+    #[test]
+    fn read_sizes_and_short_source_reads_round_trip() {
+        let len = 3 * CHUNK + HOLD_BACK + 7;
+        let data: Vec<u8> = (0..len).map(|i| (i * 31 + 1) as u8).collect();
+        let (ct, p, q) = encrypt(&data);
+        for (in_step, out_step) in [
+            (CHUNK, CHUNK),
+            (CHUNK, 2 * CHUNK),
+            (CHUNK, CHUNK - HOLD_BACK),
+            (HOLD_BACK, CHUNK),
+            (HOLD_BACK - 1, CHUNK),
+            (HOLD_BACK + 1, 3 * HOLD_BACK),
+            (1000, CHUNK),
+            (CHUNK, 1000),
+        ] {
+            let (out, res) = decrypt_steps(&ct, &p, &q, in_step, out_step);
+            assert!(res.is_ok(), "in {in_step} out {out_step}");
+            assert!(out == data, "in {in_step} out {out_step}");
+        }
+    }
+
+    #[test]
+    fn hold_back_holds_with_chunk_sized_reads() {
+        // Small layer: nothing released before verification, whatever the buffer size.
+        let small = vec![9u8; HOLD_BACK];
+        let (mut ct, p, q) = encrypt(&small);
+        ct[0] ^= 1;
+        let (out, res) = decrypt_steps(&ct, &p, &q, CHUNK, 2 * CHUNK);
+        assert!(matches!(res, Err(Error::InvalidMac)));
+        assert!(out.is_empty());
+        // Large layer: the last HOLD_BACK bytes never come out unverified.
+        for len in [HOLD_BACK + 1, CHUNK, CHUNK + HOLD_BACK, 4 * CHUNK + 3] {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let (mut ct, p, q) = encrypt(&data);
+            let last = ct.len() - 1;
+            ct[last] ^= 0x80;
+            for (in_step, out_step) in [(CHUNK, CHUNK), (CHUNK, 2 * CHUNK), (HOLD_BACK, CHUNK)] {
+                let (out, res) = decrypt_steps(&ct, &p, &q, in_step, out_step);
+                assert!(matches!(res, Err(Error::InvalidMac)), "len {len}");
+                assert!(
+                    out.len() <= len - HOLD_BACK,
+                    "len {len}: the tail is held back"
+                );
+                assert!(out[..] == data[..out.len()], "len {len}");
+            }
+        }
     }
 
     #[test]
