@@ -49,7 +49,7 @@ echo "image oci:img:v1, manifest sha256:$dm"
 
 step "keys: a JWE key pair (layercrypt keygen) and an X.509 user certificate (openssl)"
 "$lc" keygen --type ec --out alice
-openssl req -quiet -x509 -newkey rsa:2048 -nodes -days 30 -keyout bob.key.pem -out bob.pem \
+openssl req -x509 -newkey rsa:2048 -nodes -days 30 -keyout bob.key.pem -out bob.pem \
   -subj "/DC=eu/DC=rcauth/DC=rcauth-clients/O=Demo Lab/CN=Bob Example" 2>/dev/null
 echo "certificate: $(openssl x509 -in bob.pem -noout -subject)"
 
