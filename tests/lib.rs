@@ -14,7 +14,10 @@ use sha2::{Digest, Sha256};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Interop vectors made by skopeo (see tests/data/README.md).
@@ -32,9 +35,15 @@ pub fn layercrypt_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("LAYERCRYPT_BIN") {
         return p.into();
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
     let p = target.join("debug/layercrypt");
-    assert!(p.exists(), "{} is missing: run `cargo build -p layercrypt-cli` first (scripts/test.sh does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build -p layercrypt-cli` first (scripts/test.sh does)",
+        p.display()
+    );
     p
 }
 
@@ -43,7 +52,10 @@ pub fn require(tool: &str) {
     let found = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
         .unwrap_or(false);
-    assert!(found, "`{tool}` is not installed: run scripts/test.sh, which installs it with apt-get");
+    assert!(
+        found,
+        "`{tool}` is not installed: run scripts/test.sh, which installs it with apt-get"
+    );
 }
 
 /// Output of a finished command.
@@ -68,13 +80,21 @@ impl Run {
 
     /// Panics with the output unless the command succeeded.
     pub fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "command failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "command failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     /// Panics unless the command failed with `code`.
     pub fn fails_with(self, code: i32) -> Self {
-        assert_eq!(self.code, code, "expected exit {code}:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -87,9 +107,15 @@ pub fn layercrypt<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
 }
 
 /// Runs the layercrypt binary with `args` and extra environment variables.
-pub fn layercrypt_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &std::ffi::OsStr)]) -> Run {
+pub fn layercrypt_env<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Run {
     let mut cmd = Command::new(layercrypt_bin());
-    cmd.args(args).env_remove("OCICRYPT_KEYPROVIDER_CONFIG").env_remove("RUST_LOG").stdin(Stdio::null());
+    cmd.args(args)
+        .env_remove("OCICRYPT_KEYPROVIDER_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -116,7 +142,8 @@ pub fn sha256(bytes: &[u8]) -> String {
 /// The manifest bytes of `tag` in an OCI layout (following index.json, one level).
 pub fn manifest_bytes(layout: &Path, tag: &str) -> Vec<u8> {
     let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json")).expect("json");
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json"))
+            .expect("json");
     let entry = index["manifests"]
         .as_array()
         .expect("manifests")
@@ -154,7 +181,11 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Debian's `docker-registry` (distribution 2.8) on 127.0.0.1, storage in a temp dir; killed
@@ -189,10 +220,18 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .expect("start docker-registry");
-        let reg = Registry { child, addr, storage };
+        let reg = Registry {
+            child,
+            addr,
+            storage,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&reg.addr).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not start on {}", reg.addr);
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not start on {}",
+                reg.addr
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         reg
@@ -201,7 +240,12 @@ impl Registry {
     /// The stored data file of a blob.
     pub fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap();
-        self.storage.path().join("data/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+        self.storage
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
     }
 }
 
@@ -221,7 +265,8 @@ pub fn rewrite_manifest(layout: &Path, tag: &str, f: impl FnOnce(&mut serde_json
     let digest = sha256(&bytes);
     std::fs::write(layout.join("blobs/sha256").join(&digest[7..]), &bytes).unwrap();
     let index_path = layout.join("index.json");
-    let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
     for e in index["manifests"].as_array_mut().unwrap() {
         if e["annotations"]["org.opencontainers.image.ref.name"] == tag {
             e["digest"] = digest.clone().into();
@@ -233,9 +278,18 @@ pub fn rewrite_manifest(layout: &Path, tag: &str, f: impl FnOnce(&mut serde_json
 
 /// Changes the bytes of layer `idx` of `tag`. With `fix_digests` the manifest is rewritten
 /// to the new digest and size, so only the ocicrypt HMAC can notice.
-pub fn tamper_layer(layout: &Path, tag: &str, idx: usize, fix_digests: bool, f: impl FnOnce(&mut Vec<u8>)) -> String {
+pub fn tamper_layer(
+    layout: &Path,
+    tag: &str,
+    idx: usize,
+    fix_digests: bool,
+    f: impl FnOnce(&mut Vec<u8>),
+) -> String {
     let manifest = manifest_bytes(layout, tag);
-    let old = layers(&manifest)[idx]["digest"].as_str().unwrap().to_owned();
+    let old = layers(&manifest)[idx]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let mut data = blob(layout, &old);
     f(&mut data);
     if fix_digests {

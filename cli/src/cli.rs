@@ -54,7 +54,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct TransportArgs {
     /// Registry credentials USER:PASSWORD (else the auth file).
-    #[arg(long, value_name = "USER:PASSWORD", env = "LAYERCRYPT_CREDS", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD",
+        env = "LAYERCRYPT_CREDS",
+        hide_env_values = true
+    )]
     pub creds: Option<String>,
 
     /// Registry auth file (default: $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json).
@@ -87,11 +92,21 @@ pub struct KeyArgs {
 #[derive(Debug, Args)]
 pub struct EncryptArgs {
     /// Who can decrypt: jwe:PUBKEY, x509:CERT (or pkcs7:CERT), provider:NAME[:PARAM]. Repeatable.
-    #[arg(long = "recipient", short = 'r', value_name = "SCHEME:VALUE", required = true)]
+    #[arg(
+        long = "recipient",
+        short = 'r',
+        value_name = "SCHEME:VALUE",
+        required = true
+    )]
     pub recipients: Vec<String>,
 
     /// Encrypt only this layer (0-based; negative counts from the end). Repeatable; default all.
-    #[arg(long = "layer", short = 'l', value_name = "N", allow_negative_numbers = true)]
+    #[arg(
+        long = "layer",
+        short = 'l',
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub layers: Vec<i64>,
 
     #[command(flatten)]
@@ -110,7 +125,12 @@ pub struct DecryptArgs {
     pub keys: KeyArgs,
 
     /// Decrypt only this layer (0-based; negative from the end). Repeatable; default all.
-    #[arg(long = "layer", short = 'l', value_name = "N", allow_negative_numbers = true)]
+    #[arg(
+        long = "layer",
+        short = 'l',
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub layers: Vec<i64>,
 
     #[command(flatten)]
@@ -142,7 +162,12 @@ pub struct RewrapArgs {
     pub remove_all: bool,
 
     /// Only this layer (0-based; negative from the end). Repeatable; default all.
-    #[arg(long = "layer", short = 'l', value_name = "N", allow_negative_numbers = true)]
+    #[arg(
+        long = "layer",
+        short = 'l',
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub layers: Vec<i64>,
 
     #[command(flatten)]

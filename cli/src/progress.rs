@@ -16,7 +16,9 @@ impl Bars {
         if quiet || !std::io::stderr().is_terminal() {
             return None;
         }
-        Some(Self { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()) })
+        Some(Self {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+        })
     }
 }
 

@@ -36,9 +36,17 @@ pub fn run(cli: Cli) -> Result<()> {
                 .run(&EncryptHandler::new(&wrappers, &ec, &selection))
                 .with_context(|| format!("encrypting {} to {}", a.src, a.dst))?;
             if report.transformed == 0 {
-                tracing::warn!("no layer was encrypted (all selected layers were already encrypted)");
+                tracing::warn!(
+                    "no layer was encrypted (all selected layers were already encrypted)"
+                );
             }
-            status(quiet, &format!("encrypted {} layer(s); {} written ({})", report.transformed, a.dst, report.top_digest));
+            status(
+                quiet,
+                &format!(
+                    "encrypted {} layer(s); {} written ({})",
+                    report.transformed, a.dst, report.top_digest
+                ),
+            );
         }
         Command::Decrypt(a) => {
             let job = job(&a.src, &a.dst, &a.transport, quiet)?;
@@ -51,21 +59,39 @@ pub fn run(cli: Cli) -> Result<()> {
             if report.transformed == 0 {
                 tracing::warn!("the image has no encrypted layer; it was copied as it is");
             }
-            status(quiet, &format!("decrypted {} layer(s); {} written ({})", report.transformed, a.dst, report.top_digest));
+            status(
+                quiet,
+                &format!(
+                    "decrypted {} layer(s); {} written ({})",
+                    report.transformed, a.dst, report.top_digest
+                ),
+            );
         }
         Command::Rewrap(a) => {
             if a.add.is_empty() && a.remove.is_empty() {
                 bail!("nothing to do: give --add-recipient and/or --remove-recipient");
             }
             let job = job(&a.src, &a.dst, &a.transport, quiet)?;
-            let add = if a.add.is_empty() { None } else { Some(encrypt_config(&parse_specs(&a.add)?)?) };
-            let dc = if add.is_some() { decrypt_keys(&a.keys)? } else { Default::default() };
+            let add = if a.add.is_empty() {
+                None
+            } else {
+                Some(encrypt_config(&parse_specs(&a.add)?)?)
+            };
+            let dc = if add.is_some() {
+                decrypt_keys(&a.keys)?
+            } else {
+                Default::default()
+            };
             let remove = removal_matcher(&parse_specs(&a.remove)?)?;
             let wrappers = wrappers(add.as_ref().unwrap_or(&EncryptConfig::default()))?;
             let selection = LayerSelection::new(a.layers);
             let rewrap = Rewrap {
                 add: add.as_ref(),
-                remove: if a.remove.is_empty() { None } else { Some(&remove) },
+                remove: if a.remove.is_empty() {
+                    None
+                } else {
+                    Some(&remove)
+                },
                 remove_all: a.remove_all,
             };
             let report = job
@@ -74,13 +100,20 @@ pub fn run(cli: Cli) -> Result<()> {
             if report.rewritten == 0 {
                 tracing::warn!("the image has no encrypted layer; nothing was re-wrapped");
             }
-            status(quiet, &format!("re-wrapped {} layer(s); {} written ({})", report.rewritten, a.dst, report.top_digest));
+            status(
+                quiet,
+                &format!(
+                    "re-wrapped {} layer(s); {} written ({})",
+                    report.rewritten, a.dst, report.top_digest
+                ),
+            );
         }
         Command::Inspect(a) => {
             let src: ImageRef = a.src.parse()?;
             let wrappers = wrappers(&EncryptConfig::default())?;
-            let report = inspect::inspect_image(&src, &transport(&a.transport)?, &wrappers, &a.certs)
-                .with_context(|| format!("inspecting {}", a.src))?;
+            let report =
+                inspect::inspect_image(&src, &transport(&a.transport)?, &wrappers, &a.certs)
+                    .with_context(|| format!("inspecting {}", a.src))?;
             let mut out = std::io::stdout().lock();
             if a.json {
                 serde_json::to_writer_pretty(&mut out, &report)?;
@@ -102,7 +135,10 @@ fn status(quiet: bool, msg: &str) {
 }
 
 fn parse_specs(values: &[String]) -> Result<Vec<RecipientSpec>> {
-    values.iter().map(|v| v.parse().map_err(anyhow::Error::from)).collect()
+    values
+        .iter()
+        .map(|v| v.parse().map_err(anyhow::Error::from))
+        .collect()
 }
 
 /// JWE, PKCS#7 and the configured key providers.
@@ -112,7 +148,11 @@ fn wrappers(_ec: &EncryptConfig) -> Result<Wrappers> {
 }
 
 fn transport(t: &TransportArgs) -> Result<TransportOptions> {
-    Ok(TransportOptions { insecure: t.insecure, creds: t.creds.clone(), auth_file: t.authfile.clone() })
+    Ok(TransportOptions {
+        insecure: t.insecure,
+        creds: t.creds.clone(),
+        auth_file: t.authfile.clone(),
+    })
 }
 
 fn job(src: &str, dst: &str, t: &TransportArgs, quiet: bool) -> Result<Job> {
@@ -125,9 +165,15 @@ fn job(src: &str, dst: &str, t: &TransportArgs, quiet: bool) -> Result<Job> {
     let copy = CopyOptions {
         platforms,
         convert_to_oci: true,
-        progress: Bars::new(quiet).map(|b| Arc::new(b) as Arc<dyn layercrypt_image::progress::Progress>),
+        progress: Bars::new(quiet)
+            .map(|b| Arc::new(b) as Arc<dyn layercrypt_image::progress::Progress>),
     };
-    Ok(Job { src, dst, transport: transport(t)?, copy })
+    Ok(Job {
+        src,
+        dst,
+        transport: transport(t)?,
+        copy,
+    })
 }
 
 fn parse_platform(p: &str) -> Result<oci_spec::image::Platform> {
@@ -173,8 +219,9 @@ fn decrypt_keys(k: &KeyArgs) -> Result<layercrypt_ocicrypt::DecryptConfig> {
 }
 
 fn keygen(kind: &str, out: &Path, force: bool) -> Result<()> {
-    let kind: layercrypt_ocicrypt::keys::KeyKind =
-        kind.parse().map_err(|e| anyhow::anyhow!("--type {kind}: {e}"))?;
+    let kind: layercrypt_ocicrypt::keys::KeyKind = kind
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--type {kind}: {e}"))?;
     let (private, public) = layercrypt_ocicrypt::keys::generate_keypair(kind)?;
     let priv_path = out.with_extension("pem");
     let pub_path = out.with_extension("pub.pem");
@@ -200,8 +247,14 @@ fn keygen(kind: &str, out: &Path, force: bool) -> Result<()> {
 /// Writes a private key with mode 0600, atomically.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("key")));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("key")
+    ));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use layercrypt_tests::{key, layercrypt, layers, manifest_bytes, rewrite_manifest, tamper_layer, vectors, Run};
+use layercrypt_tests::{
+    key, layercrypt, layers, manifest_bytes, rewrite_manifest, tamper_layer, vectors, Run,
+};
 
 /// A layercrypt-encrypted copy of the `gzip` vector (layer 0 ~200 B, layer 1 > 10 KiB).
 fn encrypted(tmp: &Path) -> PathBuf {
@@ -35,15 +37,30 @@ fn expect_failure(enc: &Path, code: i32, must_mention: &[&str]) -> Run {
     let out = enc.parent().unwrap().join("out");
     let run = decrypt(enc, &out, "rsa.pem").fails_with(code);
     for m in must_mention {
-        assert!(run.stderr.contains(m), "stderr should mention {m:?}:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(m),
+            "stderr should mention {m:?}:\n{}",
+            run.stderr
+        );
     }
-    assert!(run.stderr.contains("what to do") || code == 1, "stderr should advise:\n{}", run.stderr);
-    assert!(!out.exists(), "a failed decryption left {} behind", out.display());
+    assert!(
+        run.stderr.contains("what to do") || code == 1,
+        "stderr should advise:\n{}",
+        run.stderr
+    );
+    assert!(
+        !out.exists(),
+        "a failed decryption left {} behind",
+        out.display()
+    );
     run
 }
 
 fn layer_digest(enc: &Path, idx: usize) -> String {
-    layers(&manifest_bytes(enc, "gzip"))[idx]["digest"].as_str().unwrap().to_owned()
+    layers(&manifest_bytes(enc, "gzip"))[idx]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[test]
@@ -61,8 +78,13 @@ fn flipped_byte_small_layer_fails_hmac() {
 fn flipped_byte_large_layer_fails_hmac() {
     let tmp = tempfile::tempdir().unwrap();
     let enc = encrypted(tmp.path());
-    let size = layers(&manifest_bytes(&enc, "gzip"))[1]["size"].as_u64().unwrap();
-    assert!(size > 10 * 1024, "the vector's second layer must be over 10 KiB");
+    let size = layers(&manifest_bytes(&enc, "gzip"))[1]["size"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        size > 10 * 1024,
+        "the vector's second layer must be over 10 KiB"
+    );
     let d = tamper_layer(&enc, "gzip", 1, true, |b| {
         let n = b.len();
         b[n - 3] ^= 0x40;
@@ -98,7 +120,11 @@ fn wrong_key_names_the_recipients() {
     let out = tmp.path().join("out");
     let run = decrypt(&enc, &out, "rsa2.pem").fails_with(3);
     assert!(run.stderr.contains(&d), "{}", run.stderr);
-    assert!(run.stderr.contains("JWE RSA key"), "names who can decrypt: {}", run.stderr);
+    assert!(
+        run.stderr.contains("JWE RSA key"),
+        "names who can decrypt: {}",
+        run.stderr
+    );
     assert!(!out.exists());
 }
 
@@ -129,16 +155,26 @@ fn missing_pubopts_fails() {
 fn garbage_annotation_fails() {
     let tmp = tempfile::tempdir().unwrap();
     let enc = encrypted(tmp.path());
-    edit_annotation(&enc, 1, "org.opencontainers.image.enc.keys.jwe", Some("%%% not base64 %%%".into()));
+    edit_annotation(
+        &enc,
+        1,
+        "org.opencontainers.image.enc.keys.jwe",
+        Some("%%% not base64 %%%".into()),
+    );
     let d = layer_digest(&enc, 1);
-    expect_failure(&enc, 1, &[&d, "org.opencontainers.image.enc.keys.jwe", "base64"]);
+    expect_failure(
+        &enc,
+        1,
+        &[&d, "org.opencontainers.image.enc.keys.jwe", "base64"],
+    );
 }
 
 #[test]
 fn garbage_jwe_inside_valid_base64_fails() {
     let tmp = tempfile::tempdir().unwrap();
     let enc = encrypted(tmp.path());
-    let junk = base64::engine::general_purpose::STANDARD.encode(b"{\"protected\":\"!!\",\"ciphertext\":1}");
+    let junk = base64::engine::general_purpose::STANDARD
+        .encode(b"{\"protected\":\"!!\",\"ciphertext\":1}");
     edit_annotation(&enc, 0, "org.opencontainers.image.enc.keys.jwe", Some(junk));
     let d = layer_digest(&enc, 0);
     let run = expect_failure(&enc, 3, &[&d]);
@@ -149,7 +185,12 @@ fn garbage_jwe_inside_valid_base64_fails() {
 fn oversized_annotation_fails() {
     let tmp = tempfile::tempdir().unwrap();
     let enc = encrypted(tmp.path());
-    edit_annotation(&enc, 0, "org.opencontainers.image.enc.keys.jwe", Some("QUFB".repeat(600_000)));
+    edit_annotation(
+        &enc,
+        0,
+        "org.opencontainers.image.enc.keys.jwe",
+        Some("QUFB".repeat(600_000)),
+    );
     let d = layer_digest(&enc, 0);
     expect_failure(&enc, 1, &[&d, "limit"]);
 }
@@ -160,7 +201,12 @@ fn unknown_cipher_fails() {
     let enc = encrypted(tmp.path());
     let pubopts = base64::engine::general_purpose::STANDARD
         .encode(br#"{"cipher":"AES_128_ROT13","hmac":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","cipheroptions":{}}"#);
-    edit_annotation(&enc, 0, "org.opencontainers.image.enc.pubopts", Some(pubopts));
+    edit_annotation(
+        &enc,
+        0,
+        "org.opencontainers.image.enc.pubopts",
+        Some(pubopts),
+    );
     let d = layer_digest(&enc, 0);
     expect_failure(&enc, 1, &[&d, "AES_128_ROT13"]);
 }
@@ -171,7 +217,10 @@ fn hmac_of_another_layer_fails() {
     let tmp = tempfile::tempdir().unwrap();
     let enc = encrypted(tmp.path());
     let m: serde_json::Value = serde_json::from_slice(&manifest_bytes(&enc, "gzip")).unwrap();
-    let other = m["layers"][1]["annotations"]["org.opencontainers.image.enc.pubopts"].as_str().unwrap().to_owned();
+    let other = m["layers"][1]["annotations"]["org.opencontainers.image.enc.pubopts"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     edit_annotation(&enc, 0, "org.opencontainers.image.enc.pubopts", Some(other));
     let d = layer_digest(&enc, 0);
     expect_failure(&enc, 4, &[&d]);
@@ -194,7 +243,11 @@ fn failed_decrypt_into_existing_layout_leaves_it_unchanged() {
         format!("oci:{}:decrypted", out.display()),
     ]);
     assert_eq!(run.code, 4, "{}", run.stderr);
-    assert_eq!(snapshot(&out), before, "the existing layout was changed by a failed decryption");
+    assert_eq!(
+        snapshot(&out),
+        before,
+        "the existing layout was changed by a failed decryption"
+    );
 }
 
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -206,7 +259,10 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.push((p.strip_prefix(dir).unwrap().display().to_string(), std::fs::read(&p).unwrap()));
+                out.push((
+                    p.strip_prefix(dir).unwrap().display().to_string(),
+                    std::fs::read(&p).unwrap(),
+                ));
             }
         }
     }

@@ -16,7 +16,11 @@ fn oci(dir: &Path, tag: &str) -> String {
 #[test]
 fn help_documents_exit_codes() {
     let run = layercrypt(&["--help"]).ok();
-    assert!(run.stdout.contains("Exit codes") && run.stdout.contains("integrity failure"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Exit codes") && run.stdout.contains("integrity failure"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -28,12 +32,32 @@ fn keygen_encrypt_decrypt_round_trip() {
         let private = prefix.with_extension("pem");
         let public = prefix.with_extension("pub.pem");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&private).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let enc = tmp.path().join(format!("enc-{kind}"));
         let out = tmp.path().join(format!("out-{kind}"));
-        layercrypt(&["encrypt", "-r", &format!("jwe:{}", public.display()), &plain("gzip"), &oci(&enc, "x")]).ok();
-        layercrypt(&["decrypt", "-k", private.to_str().unwrap(), &oci(&enc, "x"), &oci(&out, "x")]).ok();
-        assert_eq!(manifest_bytes(&out, "x"), manifest_bytes(&vectors().join("images/plain"), "gzip"));
+        layercrypt(&[
+            "encrypt",
+            "-r",
+            &format!("jwe:{}", public.display()),
+            &plain("gzip"),
+            &oci(&enc, "x"),
+        ])
+        .ok();
+        layercrypt(&[
+            "decrypt",
+            "-k",
+            private.to_str().unwrap(),
+            &oci(&enc, "x"),
+            &oci(&out, "x"),
+        ])
+        .ok();
+        assert_eq!(
+            manifest_bytes(&out, "x"),
+            manifest_bytes(&vectors().join("images/plain"), "gzip")
+        );
         // Refuses to overwrite.
         layercrypt(&["keygen", "--type", kind, "--out", prefix.to_str().unwrap()]).fails_with(1);
     }
@@ -55,22 +79,53 @@ fn inspect_names_recipients() {
         &oci(&enc, "t"),
     ])
     .ok();
-    let text = layercrypt(&["inspect", "--cert", &key("user.pem"), &oci(&enc, "t")]).ok().stdout;
+    let text = layercrypt(&["inspect", "--cert", &key("user.pem"), &oci(&enc, "t")])
+        .ok()
+        .stdout;
     assert!(text.contains("layer 0") && text.contains("plain"), "{text}");
     assert!(text.contains("JWE EC P-256 key"), "{text}");
-    assert!(text.contains("Jane Doe"), "certificate subject shown: {text}");
-    assert!(text.contains("Research and Collaboration Authentication Pilot G1 CA"), "{text}");
-    let json: serde_json::Value =
-        serde_json::from_str(&layercrypt(&["inspect", "--json", &oci(&enc, "t")]).ok().stdout).unwrap();
+    assert!(
+        text.contains("Jane Doe"),
+        "certificate subject shown: {text}"
+    );
+    assert!(
+        text.contains("Research and Collaboration Authentication Pilot G1 CA"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &layercrypt(&["inspect", "--json", &oci(&enc, "t")])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
     let ls = json["manifests"][0]["layers"].as_array().unwrap();
     assert_eq!(ls.len(), 3);
     assert_eq!(ls[0]["encrypted"], false);
     assert_eq!(ls[2]["encrypted"], true);
-    let schemes: Vec<&str> = ls[2]["recipients"].as_array().unwrap().iter().map(|r| r["scheme"].as_str().unwrap()).collect();
-    assert!(schemes.contains(&"jwe") && schemes.contains(&"pkcs7"), "{schemes:?}");
+    let schemes: Vec<&str> = ls[2]["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["scheme"].as_str().unwrap())
+        .collect();
+    assert!(
+        schemes.contains(&"jwe") && schemes.contains(&"pkcs7"),
+        "{schemes:?}"
+    );
     // Go-made images are inspected too.
-    let go = layercrypt(&["inspect", &format!("oci:{}:mixed", vectors().join("images/skopeo-enc").display())]).ok().stdout;
-    assert!(go.contains("JWE RSA key") && go.contains("X.509 certificate"), "{go}");
+    let go = layercrypt(&[
+        "inspect",
+        &format!(
+            "oci:{}:mixed",
+            vectors().join("images/skopeo-enc").display()
+        ),
+    ])
+    .ok()
+    .stdout;
+    assert!(
+        go.contains("JWE RSA key") && go.contains("X.509 certificate"),
+        "{go}"
+    );
 }
 
 /// The RCAuth story: the user certificate is re-issued with a new key; the image is re-wrapped
@@ -80,7 +135,14 @@ fn rewrap_after_certificate_reissue() {
     let tmp = tempfile::tempdir().unwrap();
     let enc = tmp.path().join("enc");
     let re = tmp.path().join("re");
-    layercrypt(&["encrypt", "-r", &format!("x509:{}", key("user.pem")), &plain("gzip"), &oci(&enc, "t")]).ok();
+    layercrypt(&[
+        "encrypt",
+        "-r",
+        &format!("x509:{}", key("user.pem")),
+        &plain("gzip"),
+        &oci(&enc, "t"),
+    ])
+    .ok();
     layercrypt(&[
         "rewrap",
         "--key",
@@ -95,19 +157,46 @@ fn rewrap_after_certificate_reissue() {
         &oci(&re, "t"),
     ])
     .ok();
-    let (a, b) = (layers(&manifest_bytes(&enc, "t")), layers(&manifest_bytes(&re, "t")));
+    let (a, b) = (
+        layers(&manifest_bytes(&enc, "t")),
+        layers(&manifest_bytes(&re, "t")),
+    );
     for (x, y) in a.iter().zip(&b) {
-        assert_eq!(x["digest"], y["digest"], "layer data must not be re-encrypted");
+        assert_eq!(
+            x["digest"], y["digest"],
+            "layer data must not be re-encrypted"
+        );
         assert_eq!(
             x["annotations"]["org.opencontainers.image.enc.pubopts"],
             y["annotations"]["org.opencontainers.image.enc.pubopts"]
         );
     }
     let out = tmp.path().join("out");
-    layercrypt(&["decrypt", "-k", &key("user2.key.pem"), "-k", &key("user2.pem"), &oci(&re, "t"), &oci(&out, "t")]).ok();
-    assert_eq!(manifest_bytes(&out, "t"), manifest_bytes(&vectors().join("images/plain"), "gzip"));
+    layercrypt(&[
+        "decrypt",
+        "-k",
+        &key("user2.key.pem"),
+        "-k",
+        &key("user2.pem"),
+        &oci(&re, "t"),
+        &oci(&out, "t"),
+    ])
+    .ok();
+    assert_eq!(
+        manifest_bytes(&out, "t"),
+        manifest_bytes(&vectors().join("images/plain"), "gzip")
+    );
     let out_old = tmp.path().join("out-old");
-    layercrypt(&["decrypt", "-k", &key("user.key.pem"), "-k", &key("user.pem"), &oci(&re, "t"), &oci(&out_old, "t")]).fails_with(3);
+    layercrypt(&[
+        "decrypt",
+        "-k",
+        &key("user.key.pem"),
+        "-k",
+        &key("user.pem"),
+        &oci(&re, "t"),
+        &oci(&out_old, "t"),
+    ])
+    .fails_with(3);
     assert!(!out_old.exists());
 }
 
@@ -122,13 +211,30 @@ fn rewrap_go_made_image_with_remove_all() {
         "--add-recipient",
         &format!("jwe:{}", key("ec.pub.pem")),
         "--remove-all",
-        &format!("oci:{}:jwe-rsa", vectors().join("images/skopeo-enc").display()),
+        &format!(
+            "oci:{}:jwe-rsa",
+            vectors().join("images/skopeo-enc").display()
+        ),
         &oci(&re, "t"),
     ])
     .ok();
     let out = tmp.path().join("out");
-    layercrypt(&["decrypt", "-k", &key("ec.pem"), &oci(&re, "t"), &oci(&out, "t")]).ok();
-    layercrypt(&["decrypt", "-k", &key("rsa.pem"), &oci(&re, "t"), &oci(&tmp.path().join("no"), "t")]).fails_with(3);
+    layercrypt(&[
+        "decrypt",
+        "-k",
+        &key("ec.pem"),
+        &oci(&re, "t"),
+        &oci(&out, "t"),
+    ])
+    .ok();
+    layercrypt(&[
+        "decrypt",
+        "-k",
+        &key("rsa.pem"),
+        &oci(&re, "t"),
+        &oci(&tmp.path().join("no"), "t"),
+    ])
+    .fails_with(3);
 }
 
 #[test]
@@ -141,8 +247,19 @@ fn grid_default_keys_are_used() {
     let tmp = tempfile::tempdir().unwrap();
     let enc = tmp.path().join("enc");
     let out = tmp.path().join("out");
-    layercrypt(&["encrypt", "-r", &format!("x509:{}", key("user.pem")), &plain("gzip"), &oci(&enc, "t")]).ok();
-    layercrypt_env(&["decrypt", &oci(&enc, "t"), &oci(&out, "t")], &[("HOME", home.path().as_os_str())]).ok();
+    layercrypt(&[
+        "encrypt",
+        "-r",
+        &format!("x509:{}", key("user.pem")),
+        &plain("gzip"),
+        &oci(&enc, "t"),
+    ])
+    .ok();
+    layercrypt_env(
+        &["decrypt", &oci(&enc, "t"), &oci(&out, "t")],
+        &[("HOME", home.path().as_os_str())],
+    )
+    .ok();
     assert!(out.exists());
 }
 
@@ -152,13 +269,37 @@ fn usage_errors_are_clear() {
     let dst = oci(&tmp.path().join("d"), "t");
     let r = layercrypt(&["encrypt", "-r", "pgp:someone", &plain("gzip"), &dst]);
     assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("pgp:someone") && r.stderr.contains("jwe:"), "{}", r.stderr);
-    let r = layercrypt(&["encrypt", "-r", &format!("jwe:{}", key("rsa.pub.pem")), "--layer", "7", &plain("gzip"), &dst]);
+    assert!(
+        r.stderr.contains("pgp:someone") && r.stderr.contains("jwe:"),
+        "{}",
+        r.stderr
+    );
+    let r = layercrypt(&[
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", key("rsa.pub.pem")),
+        "--layer",
+        "7",
+        &plain("gzip"),
+        &dst,
+    ]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("layer 7 does not exist"), "{}", r.stderr);
-    let r = layercrypt(&["encrypt", "-r", &format!("jwe:{}", key("rsa.pub.pem")), "nosuchtransport:x", &dst]);
+    let r = layercrypt(&[
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", key("rsa.pub.pem")),
+        "nosuchtransport:x",
+        &dst,
+    ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    let r = layercrypt(&["encrypt", "-r", "jwe:/nonexistent/key.pem", &plain("gzip"), &dst]);
+    let r = layercrypt(&[
+        "encrypt",
+        "-r",
+        "jwe:/nonexistent/key.pem",
+        &plain("gzip"),
+        &dst,
+    ]);
     assert!(r.stderr.contains("/nonexistent/key.pem"), "{}", r.stderr);
     let r = layercrypt(&["decrypt", "-k", &key("rsa.pem"), &plain("nosuchtag"), &dst]);
     assert_eq!(r.code, 5, "{}", r.stderr);
@@ -170,21 +311,61 @@ fn encrypted_key_needs_passphrase_file() {
     let tmp = tempfile::tempdir().unwrap();
     let enc_key = tmp.path().join("k.enc.pem");
     let st = std::process::Command::new("openssl")
-        .args(["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout", "pass:s3cret", "-in", &key("rsa.pem"), "-out"])
+        .args([
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-passout",
+            "pass:s3cret",
+            "-in",
+            &key("rsa.pem"),
+            "-out",
+        ])
         .arg(&enc_key)
         .status()
         .unwrap();
     assert!(st.success());
     let enc = tmp.path().join("enc");
-    layercrypt(&["encrypt", "-r", &format!("jwe:{}", key("rsa.pub.pem")), &plain("gzip"), &oci(&enc, "t")]).ok();
-    let r = layercrypt(&["decrypt", "-k", enc_key.to_str().unwrap(), &oci(&enc, "t"), &oci(&tmp.path().join("o1"), "t")]);
+    layercrypt(&[
+        "encrypt",
+        "-r",
+        &format!("jwe:{}", key("rsa.pub.pem")),
+        &plain("gzip"),
+        &oci(&enc, "t"),
+    ])
+    .ok();
+    let r = layercrypt(&[
+        "decrypt",
+        "-k",
+        enc_key.to_str().unwrap(),
+        &oci(&enc, "t"),
+        &oci(&tmp.path().join("o1"), "t"),
+    ]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("passphrase"), "{}", r.stderr);
     assert!(!r.stderr.contains("s3cret"));
     let pass = tmp.path().join("pass");
     std::fs::write(&pass, "wrong\n").unwrap();
-    let r = layercrypt(&["decrypt", "-k", enc_key.to_str().unwrap(), "--passphrase-file", pass.to_str().unwrap(), &oci(&enc, "t"), &oci(&tmp.path().join("o2"), "t")]);
+    let r = layercrypt(&[
+        "decrypt",
+        "-k",
+        enc_key.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+        &oci(&enc, "t"),
+        &oci(&tmp.path().join("o2"), "t"),
+    ]);
     assert!(r.stderr.contains("wrong passphrase"), "{}", r.stderr);
     std::fs::write(&pass, "s3cret\n").unwrap();
-    layercrypt(&["decrypt", "-k", enc_key.to_str().unwrap(), "--passphrase-file", pass.to_str().unwrap(), &oci(&enc, "t"), &oci(&tmp.path().join("o3"), "t")]).ok();
+    layercrypt(&[
+        "decrypt",
+        "-k",
+        enc_key.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+        &oci(&enc, "t"),
+        &oci(&tmp.path().join("o3"), "t"),
+    ])
+    .ok();
 }

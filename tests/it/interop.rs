@@ -98,7 +98,10 @@ fn layercrypt_to_skopeo(tag: &str, recipients: &[&str], layer_sel: &[&str], skop
                 n == i as i64 || (n < 0 && orig_layers.len() as i64 + n == i as i64)
             });
         if selected {
-            assert_eq!(e["mediaType"], format!("{}+encrypted", o["mediaType"].as_str().unwrap()));
+            assert_eq!(
+                e["mediaType"],
+                format!("{}+encrypted", o["mediaType"].as_str().unwrap())
+            );
             assert_eq!(e["size"], o["size"], "ciphertext is as long as plaintext");
             assert_ne!(e["digest"], o["digest"]);
         } else {
@@ -106,7 +109,10 @@ fn layercrypt_to_skopeo(tag: &str, recipients: &[&str], layer_sel: &[&str], skop
         }
     }
 
-    let mut sk = vec!["copy".to_owned(), "--dest-oci-accept-uncompressed-layers".into()];
+    let mut sk = vec![
+        "copy".to_owned(),
+        "--dest-oci-accept-uncompressed-layers".into(),
+    ];
     for k in skopeo_keys {
         sk.push("--decryption-key".into());
         sk.push(key(k));
@@ -114,7 +120,11 @@ fn layercrypt_to_skopeo(tag: &str, recipients: &[&str], layer_sel: &[&str], skop
     sk.push(oci(&enc, tag));
     sk.push(oci(&out, tag));
     skopeo(&sk).ok();
-    assert_eq!(manifest_bytes(&out, tag), original, "skopeo's decryption differs from the original");
+    assert_eq!(
+        manifest_bytes(&out, tag),
+        original,
+        "skopeo's decryption differs from the original"
+    );
 }
 
 #[test]
@@ -129,19 +139,44 @@ fn layercrypt_jwe_ec_to_go() {
 
 #[test]
 fn layercrypt_pkcs7_to_go() {
-    layercrypt_to_skopeo("gzip", &["x509:user.pem"], &[], &["user.key.pem", "user.pem"]);
+    layercrypt_to_skopeo(
+        "gzip",
+        &["x509:user.pem"],
+        &[],
+        &["user.key.pem", "user.pem"],
+    );
 }
 
 #[test]
 fn layercrypt_two_recipients_to_go_with_either_key() {
-    layercrypt_to_skopeo("gzip", &["jwe:rsa.pub.pem", "jwe:ec.pub.pem"], &[], &["rsa.pem"]);
-    layercrypt_to_skopeo("gzip", &["jwe:rsa.pub.pem", "jwe:ec.pub.pem"], &[], &["ec.pem"]);
+    layercrypt_to_skopeo(
+        "gzip",
+        &["jwe:rsa.pub.pem", "jwe:ec.pub.pem"],
+        &[],
+        &["rsa.pem"],
+    );
+    layercrypt_to_skopeo(
+        "gzip",
+        &["jwe:rsa.pub.pem", "jwe:ec.pub.pem"],
+        &[],
+        &["ec.pem"],
+    );
 }
 
 #[test]
 fn layercrypt_mixed_schemes_to_go_with_either_key() {
-    layercrypt_to_skopeo("gzip", &["jwe:rsa.pub.pem", "x509:user.pem"], &[], &["rsa.pem"]);
-    layercrypt_to_skopeo("gzip", &["jwe:rsa.pub.pem", "x509:user.pem"], &[], &["user.key.pem", "user.pem"]);
+    layercrypt_to_skopeo(
+        "gzip",
+        &["jwe:rsa.pub.pem", "x509:user.pem"],
+        &[],
+        &["rsa.pem"],
+    );
+    layercrypt_to_skopeo(
+        "gzip",
+        &["jwe:rsa.pub.pem", "x509:user.pem"],
+        &[],
+        &["user.key.pem", "user.pem"],
+    );
 }
 
 #[test]
@@ -184,6 +219,10 @@ fn live_skopeo_encrypt_layercrypt_decrypt() {
         args.push(oci(&enc, "gzip"));
         args.push(oci(&out, "gzip"));
         layercrypt(&args).ok();
-        assert_eq!(manifest_bytes(&out, "gzip"), manifest_bytes(&plain(), "gzip"), "{enc_key}");
+        assert_eq!(
+            manifest_bytes(&out, "gzip"),
+            manifest_bytes(&plain(), "gzip"),
+            "{enc_key}"
+        );
     }
 }

@@ -11,7 +11,14 @@ fn plain(tag: &str) -> String {
 fn push_encrypted_pull_decrypt_compare() {
     let reg = Registry::start();
     let remote = format!("docker://{}/team/app:enc", reg.addr);
-    layercrypt(&["encrypt", "--recipient", &format!("jwe:{}", key("rsa.pub.pem")), &plain("gzip"), &remote]).ok();
+    layercrypt(&[
+        "encrypt",
+        "--recipient",
+        &format!("jwe:{}", key("rsa.pub.pem")),
+        &plain("gzip"),
+        &remote,
+    ])
+    .ok();
 
     // The registry holds ciphertext only: skopeo sees +encrypted layers.
     let inspect = skopeo(&["inspect", "--raw", "--tls-verify=false", &remote]).ok();
@@ -19,8 +26,18 @@ fn push_encrypted_pull_decrypt_compare() {
 
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    layercrypt(&["decrypt", "--key", &key("rsa.pem"), &remote, &format!("oci:{}:gzip", out.display())]).ok();
-    assert_eq!(manifest_bytes(&out, "gzip"), manifest_bytes(&vectors().join("images/plain"), "gzip"));
+    layercrypt(&[
+        "decrypt",
+        "--key",
+        &key("rsa.pem"),
+        &remote,
+        &format!("oci:{}:gzip", out.display()),
+    ])
+    .ok();
+    assert_eq!(
+        manifest_bytes(&out, "gzip"),
+        manifest_bytes(&vectors().join("images/plain"), "gzip")
+    );
 
     // Go can pull and decrypt what we pushed, too.
     let out2 = tmp.path().join("out2");
@@ -33,11 +50,18 @@ fn push_encrypted_pull_decrypt_compare() {
         &format!("oci:{}:gzip", out2.display()),
     ])
     .ok();
-    assert_eq!(manifest_bytes(&out2, "gzip"), manifest_bytes(&vectors().join("images/plain"), "gzip"));
+    assert_eq!(
+        manifest_bytes(&out2, "gzip"),
+        manifest_bytes(&vectors().join("images/plain"), "gzip")
+    );
 
     // And inspect reads it from the registry.
     let i = layercrypt(&["inspect", &remote]).ok();
-    assert!(i.stdout.contains("encrypted") && i.stdout.contains("JWE RSA key"), "{}", i.stdout);
+    assert!(
+        i.stdout.contains("encrypted") && i.stdout.contains("JWE RSA key"),
+        "{}",
+        i.stdout
+    );
 }
 
 #[test]
@@ -45,10 +69,29 @@ fn registry_to_registry_decrypt() {
     let reg = Registry::start();
     let enc = format!("docker://{}/team/app:enc", reg.addr);
     let dec = format!("docker://{}/team/app:dec", reg.addr);
-    layercrypt(&["encrypt", "--recipient", &format!("x509:{}", key("user.pem")), &plain("three"), &enc]).ok();
-    layercrypt(&["decrypt", "--key", &key("user.key.pem"), "--key", &key("user.pem"), &enc, &dec]).ok();
+    layercrypt(&[
+        "encrypt",
+        "--recipient",
+        &format!("x509:{}", key("user.pem")),
+        &plain("three"),
+        &enc,
+    ])
+    .ok();
+    layercrypt(&[
+        "decrypt",
+        "--key",
+        &key("user.key.pem"),
+        "--key",
+        &key("user.pem"),
+        &enc,
+        &dec,
+    ])
+    .ok();
     let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &dec]).ok();
-    assert_eq!(raw.stdout.trim_end().as_bytes(), &manifest_bytes(&vectors().join("images/plain"), "three")[..]);
+    assert_eq!(
+        raw.stdout.trim_end().as_bytes(),
+        &manifest_bytes(&vectors().join("images/plain"), "three")[..]
+    );
 }
 
 #[test]
@@ -57,17 +100,41 @@ fn blob_with_wrong_digest_is_refused() {
     let remote = format!("docker://{}/team/app:enc", reg.addr);
     let tmp = tempfile::tempdir().unwrap();
     let enc = tmp.path().join("enc");
-    layercrypt(&["encrypt", "--recipient", &format!("jwe:{}", key("rsa.pub.pem")), &plain("gzip"), &format!("oci:{}:gzip", enc.display())]).ok();
-    skopeo(&["copy", "--dest-tls-verify=false", "--preserve-digests", &format!("oci:{}:gzip", enc.display()), &remote]).ok();
+    layercrypt(&[
+        "encrypt",
+        "--recipient",
+        &format!("jwe:{}", key("rsa.pub.pem")),
+        &plain("gzip"),
+        &format!("oci:{}:gzip", enc.display()),
+    ])
+    .ok();
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--preserve-digests",
+        &format!("oci:{}:gzip", enc.display()),
+        &remote,
+    ])
+    .ok();
     // The registry's storage is changed behind its back: it now serves other bytes under the digest.
-    let digest = layers(&manifest_bytes(&enc, "gzip"))[1]["digest"].as_str().unwrap().to_owned();
+    let digest = layers(&manifest_bytes(&enc, "gzip"))[1]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let file = reg.blob_file(&digest);
     let mut data = std::fs::read(&file).unwrap();
     data[10] ^= 0xff;
     std::fs::write(&file, data).unwrap();
 
     let out = tmp.path().join("out");
-    let run = layercrypt(&["decrypt", "--key", &key("rsa.pem"), &remote, &format!("oci:{}:gzip", out.display())]).fails_with(4);
+    let run = layercrypt(&[
+        "decrypt",
+        "--key",
+        &key("rsa.pem"),
+        &remote,
+        &format!("oci:{}:gzip", out.display()),
+    ])
+    .fails_with(4);
     assert!(run.stderr.contains(&digest), "{}", run.stderr);
     assert!(!out.exists(), "nothing may be written");
 }

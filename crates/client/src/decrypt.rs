@@ -25,13 +25,23 @@ pub struct DecryptHandler<'a> {
 
 impl<'a> DecryptHandler<'a> {
     /// Decrypts the selected encrypted layers with `keys`.
-    pub fn new(wrappers: &'a Wrappers, keys: &'a DecryptConfig, selection: &'a LayerSelection) -> Self {
-        Self { wrappers, keys, selection }
+    pub fn new(
+        wrappers: &'a Wrappers,
+        keys: &'a DecryptConfig,
+        selection: &'a LayerSelection,
+    ) -> Self {
+        Self {
+            wrappers,
+            keys,
+            selection,
+        }
     }
 }
 
 /// Parses the encryption annotations of an encrypted layer's descriptor.
-pub(crate) fn layer_annotations(layer: &LayerContext<'_>) -> Result<LayerAnnotations, layercrypt_ocicrypt::Error> {
+pub(crate) fn layer_annotations(
+    layer: &LayerContext<'_>,
+) -> Result<LayerAnnotations, layercrypt_ocicrypt::Error> {
     let empty = std::collections::HashMap::new();
     let ann = LayerAnnotations::parse(layer.descriptor.annotations().as_ref().unwrap_or(&empty))?;
     if !ann.has_wrapped_keys() {
@@ -48,7 +58,7 @@ impl LayerHandler for DecryptHandler<'_> {
         if layer.index == 0 {
             self.selection.validate(layer.count)?;
         }
-        let encrypted = is_encrypted_media_type(&layer.descriptor.media_type().to_string());
+        let encrypted = is_encrypted_media_type(layer.descriptor.media_type().as_ref());
         if encrypted && self.selection.contains(layer.index, layer.count) {
             // Parse (and bound) the annotations before any data moves.
             layer_annotations(layer)?;
@@ -65,14 +75,19 @@ impl LayerHandler for DecryptHandler<'_> {
         output: &mut dyn Write,
     ) -> Result<LayerRewrite, BoxError> {
         let media_type = layer.descriptor.media_type().to_string();
-        let plain_type = decrypted_media_type(&media_type).unwrap_or(&media_type).to_owned();
+        let plain_type = decrypted_media_type(&media_type)
+            .unwrap_or(&media_type)
+            .to_owned();
         let ann = layer_annotations(layer)?;
         let mut plain = decrypt_layer(self.wrappers, self.keys, &ann, input)?;
         copy_all(&mut plain, output)?;
         info!(digest = %layer.descriptor.digest(), "layer decrypted and verified");
         Ok(LayerRewrite {
             media_type: plain_type,
-            annotations: merged_annotations(layer.descriptor.annotations().as_ref(), Default::default()),
+            annotations: merged_annotations(
+                layer.descriptor.annotations().as_ref(),
+                Default::default(),
+            ),
         })
     }
 }

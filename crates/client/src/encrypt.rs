@@ -25,8 +25,16 @@ pub struct EncryptHandler<'a> {
 
 impl<'a> EncryptHandler<'a> {
     /// Encrypts the `selection` of every manifest's layers for `recipients`.
-    pub fn new(wrappers: &'a Wrappers, recipients: &'a EncryptConfig, selection: &'a LayerSelection) -> Self {
-        Self { wrappers, recipients, selection }
+    pub fn new(
+        wrappers: &'a Wrappers,
+        recipients: &'a EncryptConfig,
+        selection: &'a LayerSelection,
+    ) -> Self {
+        Self {
+            wrappers,
+            recipients,
+            selection,
+        }
     }
 }
 
@@ -35,7 +43,9 @@ pub(crate) fn merged_annotations(
     original: Option<&std::collections::HashMap<String, String>>,
     extra: BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let mut out = original.map(strip_encryption_annotations).unwrap_or_default();
+    let mut out = original
+        .map(strip_encryption_annotations)
+        .unwrap_or_default();
     out.extend(extra);
     out
 }
@@ -60,7 +70,9 @@ impl LayerHandler for EncryptHandler<'_> {
             ))));
         }
         if encrypted_media_type(&media_type).is_none() {
-            return Err(Box::new(layercrypt_ocicrypt::Error::UnsupportedMediaType(media_type)));
+            return Err(Box::new(layercrypt_ocicrypt::Error::UnsupportedMediaType(
+                media_type,
+            )));
         }
         Ok(LayerAction::Transform)
     }

@@ -83,8 +83,20 @@ pub fn inspect_image(
     let mut src = image.open_source(transport)?;
     let top = src.top_manifest()?;
     let mut manifests = Vec::new();
-    collect(src.as_mut(), &top, None, wrappers, &known, &mut manifests, 0)?;
-    Ok(ImageReport { image: image.to_string(), digest: top.digest.clone(), manifests })
+    collect(
+        src.as_mut(),
+        &top,
+        None,
+        wrappers,
+        &known,
+        &mut manifests,
+        0,
+    )?;
+    Ok(ImageReport {
+        image: image.to_string(),
+        digest: top.digest.clone(),
+        manifests,
+    })
 }
 
 fn load_certs(paths: &[PathBuf]) -> Result<Vec<Certificate>> {
@@ -104,7 +116,10 @@ fn is_index(m: &RawManifest) -> bool {
 }
 
 fn malformed(what: &str, e: impl fmt::Display) -> Error {
-    Error::Image(layercrypt_image::Error::Malformed { what: what.to_owned(), reason: e.to_string() })
+    Error::Image(layercrypt_image::Error::Malformed {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 fn collect(
@@ -118,9 +133,13 @@ fn collect(
 ) -> Result<()> {
     if is_index(m) {
         if depth > 1 {
-            return Err(malformed(&format!("index {}", m.digest), "nested more than twice"));
+            return Err(malformed(
+                &format!("index {}", m.digest),
+                "nested more than twice",
+            ));
         }
-        let index = ImageIndex::from_reader(&m.bytes[..]).map_err(|e| malformed(&format!("index {}", m.digest), e))?;
+        let index = ImageIndex::from_reader(&m.bytes[..])
+            .map_err(|e| malformed(&format!("index {}", m.digest), e))?;
         for d in index.manifests() {
             let child = src.manifest(d)?;
             let p = d.platform().as_ref().map(|p| {
@@ -135,13 +154,29 @@ fn collect(
         }
         return Ok(());
     }
-    let manifest = ImageManifest::from_reader(&m.bytes[..]).map_err(|e| malformed(&format!("manifest {}", m.digest), e))?;
-    let layers = manifest.layers().iter().enumerate().map(|(i, d)| layer_report(i, d, wrappers, known)).collect();
-    out.push(ManifestReport { digest: m.digest.clone(), media_type: m.media_type.clone(), platform, layers });
+    let manifest = ImageManifest::from_reader(&m.bytes[..])
+        .map_err(|e| malformed(&format!("manifest {}", m.digest), e))?;
+    let layers = manifest
+        .layers()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| layer_report(i, d, wrappers, known))
+        .collect();
+    out.push(ManifestReport {
+        digest: m.digest.clone(),
+        media_type: m.media_type.clone(),
+        platform,
+        layers,
+    });
     Ok(())
 }
 
-fn layer_report(index: usize, d: &Descriptor, wrappers: &Wrappers, known: &[Certificate]) -> LayerReport {
+fn layer_report(
+    index: usize,
+    d: &Descriptor,
+    wrappers: &Wrappers,
+    known: &[Certificate],
+) -> LayerReport {
     let media_type = d.media_type().to_string();
     let mut report = LayerReport {
         index,
@@ -161,7 +196,8 @@ fn layer_report(index: usize, d: &Descriptor, wrappers: &Wrappers, known: &[Cert
         }
     };
     if report.encrypted && !ann.has_wrapped_keys() {
-        report.error = Some("encrypted media type but no wrapped key: nobody can decrypt it".into());
+        report.error =
+            Some("encrypted media type but no wrapped key: nobody can decrypt it".into());
     }
     for (key, items) in &ann.wrapped {
         for item in items {
@@ -174,7 +210,11 @@ fn layer_report(index: usize, d: &Descriptor, wrappers: &Wrappers, known: &[Cert
                             .find(|s| &s.issuer == issuer && &s.serial == serial),
                         _ => None,
                     };
-                    RecipientReport { summary: recipient_summary(&info), info, certificate }
+                    RecipientReport {
+                        summary: recipient_summary(&info),
+                        info,
+                        certificate,
+                    }
                 })),
                 Err(e) => report.error = Some(format!("{key}: {e}")),
             }
@@ -193,11 +233,19 @@ impl fmt::Display for ImageReport {
             }
             for l in &m.layers {
                 let state = if l.encrypted { "encrypted" } else { "plain" };
-                writeln!(f, "  layer {} {} {} bytes {} ({})", l.index, l.digest, l.size, state, l.media_type)?;
+                writeln!(
+                    f,
+                    "  layer {} {} {} bytes {} ({})",
+                    l.index, l.digest, l.size, state, l.media_type
+                )?;
                 for r in &l.recipients {
                     writeln!(f, "    recipient: {}", r.summary)?;
                     if let Some(c) = &r.certificate {
-                        writeln!(f, "      subject {} valid {} to {}", c.subject, c.not_before, c.not_after)?;
+                        writeln!(
+                            f,
+                            "      subject {} valid {} to {}",
+                            c.subject, c.not_before, c.not_after
+                        )?;
                     }
                 }
                 if let Some(e) = &l.error {

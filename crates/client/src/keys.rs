@@ -21,8 +21,15 @@ pub fn grid_default_keys() -> Option<Vec<PathBuf>> {
 }
 
 /// Adds a key file's private keys and certificates to `dc`.
-pub fn add_key_file(dc: &mut DecryptConfig, path: &Path, passphrase: PassphraseSource<'_>) -> Result<()> {
-    let key_err = |reason: String| Error::Key { path: path.to_owned(), reason };
+pub fn add_key_file(
+    dc: &mut DecryptConfig,
+    path: &Path,
+    passphrase: PassphraseSource<'_>,
+) -> Result<()> {
+    let key_err = |reason: String| Error::Key {
+        path: path.to_owned(),
+        reason,
+    };
     let bytes = read_small(path).map_err(key_err)?;
     let material = if needs_passphrase(&bytes) {
         let pass = passphrase(path).map_err(|e| key_err(format!("no passphrase: {e}")))?;

@@ -31,7 +31,10 @@ impl std::str::FromStr for RecipientSpec {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let bad = |reason: &str| Error::Recipient { spec: s.to_owned(), reason: reason.to_owned() };
+        let bad = |reason: &str| Error::Recipient {
+            spec: s.to_owned(),
+            reason: reason.to_owned(),
+        };
         let (scheme, rest) = s.split_once(':').ok_or_else(|| {
             bad("expected SCHEME:VALUE with SCHEME one of jwe, x509 (or pkcs7), provider, group")
         })?;
@@ -59,7 +62,10 @@ impl std::fmt::Display for RecipientSpec {
         match self {
             RecipientSpec::Jwe(p) => write!(f, "jwe:{}", p.display()),
             RecipientSpec::X509(p) => write!(f, "x509:{}", p.display()),
-            RecipientSpec::Provider { name, param: Some(p) } => write!(f, "provider:{name}:{p}"),
+            RecipientSpec::Provider {
+                name,
+                param: Some(p),
+            } => write!(f, "provider:{name}:{p}"),
             RecipientSpec::Provider { name, param: None } => write!(f, "provider:{name}"),
             RecipientSpec::Group(g) => write!(f, "group:{g}"),
         }
@@ -67,13 +73,19 @@ impl std::fmt::Display for RecipientSpec {
 }
 
 fn with_spec(spec: &RecipientSpec) -> impl Fn(layercrypt_ocicrypt::Error) -> Error + '_ {
-    move |e| Error::Recipient { spec: spec.to_string(), reason: e.to_string() }
+    move |e| Error::Recipient {
+        spec: spec.to_string(),
+        reason: e.to_string(),
+    }
 }
 
 fn certificates(spec: &RecipientSpec, path: &Path) -> Result<Vec<Certificate>> {
     let certs = load_certificates(path).map_err(with_spec(spec))?;
     if certs.is_empty() {
-        return Err(Error::Recipient { spec: spec.to_string(), reason: "no certificate in the file".into() });
+        return Err(Error::Recipient {
+            spec: spec.to_string(),
+            reason: "no certificate in the file".into(),
+        });
     }
     Ok(certs)
 }
@@ -83,7 +95,9 @@ pub fn encrypt_config(specs: &[RecipientSpec]) -> Result<EncryptConfig> {
     let mut ec = EncryptConfig::default();
     for spec in specs {
         match spec {
-            RecipientSpec::Jwe(path) => ec.jwe.push(load_public_key(path).map_err(with_spec(spec))?),
+            RecipientSpec::Jwe(path) => {
+                ec.jwe.push(load_public_key(path).map_err(with_spec(spec))?)
+            }
             RecipientSpec::X509(path) => ec.pkcs7.extend(certificates(spec, path)?),
             RecipientSpec::Provider { name, param } => ec.providers.push(ProviderRecipient {
                 name: name.clone(),
@@ -92,14 +106,18 @@ pub fn encrypt_config(specs: &[RecipientSpec]) -> Result<EncryptConfig> {
             RecipientSpec::Group(_) => {
                 return Err(Error::Recipient {
                     spec: spec.to_string(),
-                    reason: "group recipients need the layercrypt key broker, which is not built yet"
-                        .into(),
+                    reason:
+                        "group recipients need the layercrypt key broker, which is not built yet"
+                            .into(),
                 })
             }
         }
     }
     if ec.is_empty() {
-        return Err(Error::Recipient { spec: String::new(), reason: "give at least one --recipient".into() });
+        return Err(Error::Recipient {
+            spec: String::new(),
+            reason: "give at least one --recipient".into(),
+        });
     }
     Ok(ec)
 }
@@ -127,17 +145,21 @@ pub fn removal_matcher(specs: &[RecipientSpec]) -> Result<impl Fn(&RecipientInfo
             RecipientSpec::Group(_) => {
                 return Err(Error::Recipient {
                     spec: spec.to_string(),
-                    reason: "group recipients need the layercrypt key broker, which is not built yet"
-                        .into(),
+                    reason:
+                        "group recipients need the layercrypt key broker, which is not built yet"
+                            .into(),
                 })
             }
         }
     }
     Ok(move |r: &RecipientInfo| match r {
-        RecipientInfo::Jwe { thumbprint: Some(t), .. } => thumbprints.contains(t),
-        RecipientInfo::Pkcs7 { issuer, serial } => {
-            issuer_serials.iter().any(|(i, s)| i == issuer && s == serial)
-        }
+        RecipientInfo::Jwe {
+            thumbprint: Some(t),
+            ..
+        } => thumbprints.contains(t),
+        RecipientInfo::Pkcs7 { issuer, serial } => issuer_serials
+            .iter()
+            .any(|(i, s)| i == issuer && s == serial),
         RecipientInfo::Provider { name, .. } => providers.contains(name),
         _ => false,
     })
@@ -149,11 +171,20 @@ mod tests {
 
     #[test]
     fn parses_specs() {
-        assert_eq!("jwe:a.pem".parse::<RecipientSpec>().ok(), Some(RecipientSpec::Jwe("a.pem".into())));
-        assert_eq!("pkcs7:c.pem".parse::<RecipientSpec>().ok(), Some(RecipientSpec::X509("c.pem".into())));
+        assert_eq!(
+            "jwe:a.pem".parse::<RecipientSpec>().ok(),
+            Some(RecipientSpec::Jwe("a.pem".into()))
+        );
+        assert_eq!(
+            "pkcs7:c.pem".parse::<RecipientSpec>().ok(),
+            Some(RecipientSpec::X509("c.pem".into()))
+        );
         assert_eq!(
             "provider:kp:x:y".parse::<RecipientSpec>().ok(),
-            Some(RecipientSpec::Provider { name: "kp".into(), param: Some("x:y".into()) })
+            Some(RecipientSpec::Provider {
+                name: "kp".into(),
+                param: Some("x:y".into())
+            })
         );
         assert!("a.pem".parse::<RecipientSpec>().is_err());
         assert!("pgp:me".parse::<RecipientSpec>().is_err());

@@ -30,7 +30,12 @@ impl<'a> RewrapHandler<'a> {
         rewrap: Rewrap<'a>,
         selection: &'a LayerSelection,
     ) -> Self {
-        Self { wrappers, keys, rewrap, selection }
+        Self {
+            wrappers,
+            keys,
+            rewrap,
+            selection,
+        }
     }
 }
 
@@ -40,7 +45,9 @@ impl LayerHandler for RewrapHandler<'_> {
             self.selection.validate(layer.count)?;
         }
         let media_type = layer.descriptor.media_type().to_string();
-        if !is_encrypted_media_type(&media_type) || !self.selection.contains(layer.index, layer.count) {
+        if !is_encrypted_media_type(&media_type)
+            || !self.selection.contains(layer.index, layer.count)
+        {
             return Ok(LayerAction::Copy);
         }
         let ann = layer_annotations(layer)?;

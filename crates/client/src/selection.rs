@@ -45,7 +45,9 @@ impl LayerSelection {
             return true;
         }
         let (index, count) = (index as i64, count as i64);
-        self.indexes.iter().any(|&i| i == index || (i < 0 && count + i == index))
+        self.indexes
+            .iter()
+            .any(|&i| i == index || (i < 0 && count + i == index))
     }
 }
 

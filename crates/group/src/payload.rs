@@ -45,7 +45,8 @@ impl TryFrom<String> for GroupName {
         let ok = !s.is_empty()
             && s.len() <= MAX_GROUP_NAME_LEN
             && !s.starts_with(['.', '-'])
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
         if ok {
             Ok(GroupName(s))
         } else {
@@ -116,20 +117,35 @@ impl GroupPayload {
     /// Parses annotation bytes, bounded by [`MAX_PAYLOAD_LEN`].
     pub fn parse(bytes: &[u8]) -> Result<Self, PayloadError> {
         if bytes.len() > MAX_PAYLOAD_LEN {
-            return Err(PayloadError::Malformed(format!("larger than {MAX_PAYLOAD_LEN} bytes")));
+            return Err(PayloadError::Malformed(format!(
+                "larger than {MAX_PAYLOAD_LEN} bytes"
+            )));
         }
-        let wire: Wire = serde_json::from_slice(bytes)
-            .map_err(|e| PayloadError::Malformed(format!("not the payload JSON ({})", e.classify_name())))?;
+        let wire: Wire = serde_json::from_slice(bytes).map_err(|e| {
+            PayloadError::Malformed(format!("not the payload JSON ({})", e.classify_name()))
+        })?;
         if wire.v != PAYLOAD_VERSION {
-            return Err(PayloadError::Malformed(format!("payload version {} is not supported", wire.v)));
+            return Err(PayloadError::Malformed(format!(
+                "payload version {} is not supported",
+                wire.v
+            )));
         }
-        if !(wire.broker.starts_with("https://") || wire.broker.starts_with("http://")) || wire.broker.len() > 2048 {
-            return Err(PayloadError::Malformed("broker is not an http(s) URL".into()));
+        if !(wire.broker.starts_with("https://") || wire.broker.starts_with("http://"))
+            || wire.broker.len() > 2048
+        {
+            return Err(PayloadError::Malformed(
+                "broker is not an http(s) URL".into(),
+            ));
         }
         let age_ciphertext = STANDARD
             .decode(wire.age.as_bytes())
             .map_err(|_| PayloadError::Malformed("age ciphertext is not base64".into()))?;
-        Ok(GroupPayload { broker: wire.broker, group: wire.group, version: wire.version, age_ciphertext })
+        Ok(GroupPayload {
+            broker: wire.broker,
+            group: wire.group,
+            version: wire.version,
+            age_ciphertext,
+        })
     }
 }
 

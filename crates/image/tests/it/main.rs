@@ -3,5 +3,5 @@
 
 mod copy;
 mod interop;
-mod support;
 mod registry;
+mod support;

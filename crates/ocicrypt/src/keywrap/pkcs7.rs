@@ -98,6 +98,14 @@ impl KeyWrapper for Pkcs7KeyWrapper {
         if dc.private_keys.is_empty() {
             return None;
         }
+        // Only RSA keys can be PKCS#7 recipients: with none, this item is simply not ours.
+        let has_rsa = dc
+            .private_keys
+            .iter()
+            .any(|k| k.expose_secret().id() == openssl::pkey::Id::RSA);
+        if !has_rsa {
+            return None;
+        }
         if dc.certificates.is_empty() {
             let wrapped_for: Vec<String> = env
                 .recipients
@@ -110,7 +118,7 @@ impl KeyWrapper for Pkcs7KeyWrapper {
                 })
                 .collect();
             return Some(Err(Error::Pkcs7(format!(
-                "PKCS#7 decryption needs the recipient certificate beside the private key \
+                "decryption needs the recipient certificate beside the private key \
                  (e.g. --key cert.pem); this key is wrapped for {}",
                 wrapped_for.join(", ")
             ))));
