@@ -8,6 +8,7 @@ use oci_spec::image::{Descriptor, Platform};
 
 use crate::error::{Error, Result};
 use crate::manifest::{self, DescriptorUpdate, Document, ImageDoc, IndexDoc};
+use crate::pipeline;
 use crate::progress::{BlobProgress, Progress};
 use crate::transport::{BlobInfo, ImageDest, ImageSource, RawManifest};
 
@@ -327,21 +328,24 @@ impl Copier<'_> {
         }
         let progress = self.progress(format!("{verb} {}", short(&digest)), desc.size());
         let result = (|| {
-            let mut reader = self.src.blob(desc)?;
             let mut writer = self.dst.blob_writer()?;
-            let mut buf = vec![0u8; BUF_SIZE];
-            loop {
-                let n = match reader.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(stream_error(&digest, e)),
-                };
-                writer.write_all(&buf[..n])?;
-                if let Some(p) = &progress {
-                    p.advance(n as u64);
+            // Reading and verifying on one core, writing and hashing on the other.
+            let reader = self.src.blob(desc)?;
+            pipeline::read_ahead(reader, |reader| -> Result<()> {
+                let mut buf = vec![0u8; BUF_SIZE];
+                loop {
+                    let n = match reader.read(&mut buf) {
+                        Ok(0) => return Ok(()),
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(stream_error(&digest, e)),
+                    };
+                    writer.write_all(&buf[..n])?;
+                    if let Some(p) = &progress {
+                        p.advance(n as u64);
+                    }
                 }
-            }
+            })?;
             let written = writer.finish()?;
             if written != info {
                 return Err(Error::BlobMismatch {
@@ -364,32 +368,37 @@ impl Copier<'_> {
         let desc = ctx.descriptor;
         let digest = desc.digest().to_string();
         let progress = self.progress(format!("processing {}", short(&digest)), desc.size());
+        let handler = self.handler;
         let result = (|| {
             let reader = self.src.blob(desc).map_err(TransformError::Copy)?;
-            let mut reader = ProgressReader {
-                inner: reader,
-                progress: progress.as_deref(),
-            };
             let writer = self.dst.blob_writer().map_err(TransformError::Copy)?;
-            let mut out = std::io::BufWriter::with_capacity(BUF_SIZE, writer);
-            let rw = self
-                .handler
-                .transform(ctx, &mut reader, &mut out)
-                .map_err(TransformError::Handler)?;
-            // The source is verified only at its end: make sure the handler consumed all of it.
-            let mut rest = [0u8; 1];
-            match reader.read(&mut rest) {
-                Ok(0) => {}
-                Ok(_) => {
-                    return Err(TransformError::Handler(
-                        "the layer handler stopped before the end of the layer".into(),
-                    ))
-                }
-                Err(e) => return Err(TransformError::Handler(Box::new(e))),
-            }
-            let writer = out
-                .into_inner()
-                .map_err(|e| TransformError::Copy(Error::Stream(e.into_error())))?;
+            // Source reading and verification, the transform, and output hashing and writing
+            // run as three stages on two cores (see `pipeline`).
+            let staged = pipeline::read_ahead(reader, |input| {
+                pipeline::write_behind(writer, |out| {
+                    let mut reader = ProgressReader {
+                        inner: input,
+                        progress: progress.as_deref(),
+                    };
+                    let rw = handler
+                        .transform(ctx, &mut reader, out)
+                        .map_err(TransformError::Handler)?;
+                    // The source is verified only at its end: make sure the handler consumed
+                    // all of it.
+                    let mut rest = [0u8; 1];
+                    match reader.read(&mut rest) {
+                        Ok(0) => Ok(rw),
+                        Ok(_) => Err(TransformError::Handler(
+                            "the layer handler stopped before the end of the layer".into(),
+                        )),
+                        Err(e) => Err(TransformError::Handler(Box::new(e))),
+                    }
+                })
+            });
+            let (rw, writer) = staged.map_err(|e| match e {
+                pipeline::WriteBehindError::Inner(e) => e,
+                pipeline::WriteBehindError::Io(e) => TransformError::Copy(Error::Stream(e)),
+            })?;
             let info = writer.finish().map_err(TransformError::Copy)?;
             Ok((rw, info))
         })();

@@ -18,6 +18,7 @@ pub mod digest;
 pub mod error;
 pub mod layout;
 pub mod manifest;
+pub mod pipeline;
 pub mod progress;
 pub mod reference;
 pub mod registry;
