@@ -13,6 +13,12 @@ use zeroize::Zeroizing;
 
 use crate::model::{AuditEvent, AuditQuery, Grant, Group};
 
+pub mod embedded;
+pub mod vault;
+
+pub use embedded::EmbeddedStore;
+pub use vault::{VaultAuth, VaultConfig, VaultStore};
+
 /// An age X25519 identity (`AGE-SECRET-KEY-1…`), zeroized on drop.
 pub type SecretIdentity = Zeroizing<String>;
 
@@ -26,7 +32,9 @@ pub struct NewKey {
 
 impl std::fmt::Debug for NewKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewKey").field("recipient", &self.recipient).finish_non_exhaustive()
+        f.debug_struct("NewKey")
+            .field("recipient", &self.recipient)
+            .finish_non_exhaustive()
     }
 }
 
@@ -72,7 +80,8 @@ pub trait KeyStore: Send + Sync {
     /// Adds a key version, which becomes current (rotation).
     async fn rotate(&self, name: &GroupName, key: NewKey) -> StoreResult<Group>;
     /// The secret identity of a key version, or `None`.
-    async fn identity(&self, name: &GroupName, version: u32) -> StoreResult<Option<SecretIdentity>>;
+    async fn identity(&self, name: &GroupName, version: u32)
+        -> StoreResult<Option<SecretIdentity>>;
     /// Appends an audit event durably.
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Reads audit events.
