@@ -148,11 +148,8 @@ fn status(e: &ClientError) -> Option<u16> {
     match e {
         ClientError::APIError { code, .. } => Some(*code),
         ClientError::RestClientError {
-            source: rustify_error,
-        } => match rustify_error {
-            rustify::errors::ClientError::ServerResponseError { code, .. } => Some(*code),
-            _ => None,
-        },
+            source: rustify::errors::ClientError::ServerResponseError { code, .. },
+        } => Some(*code),
         _ => None,
     }
 }
