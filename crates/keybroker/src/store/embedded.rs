@@ -646,3 +646,69 @@ fn read_audit(path: &Path, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
     }
     Ok(out.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cipher() -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&[9u8; 32]).into())
+    }
+
+    #[test]
+    fn seal_round_trip_and_refusals() {
+        let c = cipher();
+        for len in [0usize, 1, 74, 1000] {
+            let msg = vec![b'x'; len];
+            let sealed = seal(&c, &msg, &key_aad("g", 1)).expect("seal");
+            assert_eq!(
+                unseal(&c, &sealed, &key_aad("g", 1))
+                    .expect("unseal")
+                    .as_slice(),
+                msg.as_slice()
+            );
+            // Other group, other version, other key, a flipped bit, truncation: all Corrupt.
+            assert!(matches!(
+                unseal(&c, &sealed, &key_aad("h", 1)),
+                Err(StoreError::Corrupt(_))
+            ));
+            assert!(matches!(
+                unseal(&c, &sealed, &key_aad("g", 2)),
+                Err(StoreError::Corrupt(_))
+            ));
+            let other = XChaCha20Poly1305::new((&[8u8; 32]).into());
+            assert!(matches!(
+                unseal(&other, &sealed, &key_aad("g", 1)),
+                Err(StoreError::Corrupt(_))
+            ));
+            let mut raw = STANDARD.decode(&sealed).expect("base64");
+            let last = raw.len() - 1;
+            raw[last] ^= 0x80;
+            assert!(unseal(&c, &STANDARD.encode(&raw), &key_aad("g", 1)).is_err());
+            raw.truncate(NONCE_LEN + 15);
+            assert!(unseal(&c, &STANDARD.encode(&raw), &key_aad("g", 1)).is_err());
+        }
+        assert!(matches!(
+            unseal(&c, "not base64!", b""),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn aad_separates_names_and_versions() {
+        // "a" v12 and "a1" v2 must not share an AAD.
+        assert_ne!(key_aad("a", 12), key_aad("a1", 2));
+    }
+
+    #[test]
+    fn torn_audit_line_is_dropped_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(AUDIT);
+        std::fs::write(&path, b"{\"a\":1}\n{\"torn").expect("write");
+        drop(open_audit(&path).expect("open"));
+        assert_eq!(std::fs::read(&path).expect("read"), b"{\"a\":1}\n");
+        std::fs::write(&path, b"{\"torn").expect("write");
+        drop(open_audit(&path).expect("open"));
+        assert_eq!(std::fs::read(&path).expect("read"), b"");
+    }
+}
