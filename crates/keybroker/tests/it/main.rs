@@ -1,0 +1,6 @@
+//! Integration tests of the key broker (one test binary per crate).
+
+mod embedded;
+mod openbao;
+mod store_suite;
+mod vault;
