@@ -7,6 +7,9 @@
 //!
 //! The same test suite runs against both.
 
+pub mod embedded;
+pub mod vault;
+
 use async_trait::async_trait;
 use layercrypt_group::payload::GroupName;
 use zeroize::Zeroizing;
