@@ -53,7 +53,11 @@ pub struct Grant {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<IpNet>,
     /// Not after this time.
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expires: Option<OffsetDateTime>,
     /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
@@ -79,7 +83,9 @@ pub struct Group {
 impl Group {
     /// The current key version.
     pub fn current(&self) -> Option<&KeyVersion> {
-        self.versions.iter().find(|v| v.version == self.current_version)
+        self.versions
+            .iter()
+            .find(|v| v.version == self.current_version)
     }
 }
 

@@ -17,7 +17,9 @@ pub struct DevIssuer {
 impl DevIssuer {
     /// An issuer that signs with a fresh key (placeholder).
     pub fn new(issuer_url: &str) -> DevIssuer {
-        DevIssuer { issuer: issuer_url.to_owned() }
+        DevIssuer {
+            issuer: issuer_url.to_owned(),
+        }
     }
 
     /// Mints a token (placeholder: a token nobody accepts).
@@ -30,7 +32,10 @@ impl DevIssuer {
 #[async_trait]
 impl TokenVerifier for DevIssuer {
     async fn verify(&self, _token: &Token) -> Result<Identity, AuthError> {
-        Err(AuthError::Invalid(format!("placeholder dev issuer {}", self.issuer)))
+        Err(AuthError::Invalid(format!(
+            "placeholder dev issuer {}",
+            self.issuer
+        )))
     }
     async fn ready(&self) -> bool {
         true

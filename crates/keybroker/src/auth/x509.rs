@@ -20,6 +20,8 @@ impl CertVerifier {
 
     /// Verifies a DER chain, leaf first (placeholder: always fails).
     pub fn verify_chain(&self, _chain: &[Vec<u8>]) -> Result<Identity, AuthError> {
-        Err(AuthError::Invalid("placeholder certificate verifier".into()))
+        Err(AuthError::Invalid(
+            "placeholder certificate verifier".into(),
+        ))
     }
 }

@@ -29,7 +29,9 @@ pub struct NewKey {
 
 impl std::fmt::Debug for NewKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewKey").field("recipient", &self.recipient).finish_non_exhaustive()
+        f.debug_struct("NewKey")
+            .field("recipient", &self.recipient)
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,7 +77,8 @@ pub trait KeyStore: Send + Sync {
     /// Adds a key version, which becomes current (rotation).
     async fn rotate(&self, name: &GroupName, key: NewKey) -> StoreResult<Group>;
     /// The secret identity of a key version, or `None`.
-    async fn identity(&self, name: &GroupName, version: u32) -> StoreResult<Option<SecretIdentity>>;
+    async fn identity(&self, name: &GroupName, version: u32)
+        -> StoreResult<Option<SecretIdentity>>;
     /// Appends an audit event durably.
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Reads audit events.
