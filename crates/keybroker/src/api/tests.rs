@@ -33,10 +33,13 @@ const VO_PREFIX: &str = "urn:mace:egi.eu:group:vo.example.org:";
 const MEMBER_ENT: &str = "urn:mace:egi.eu:group:vo.example.org:role=member#aai.egi.eu";
 const OPTS: &[u8] = br#"{"symkey":"c2VjcmV0","cipheroptions":{"nonce":"bm9uY2U="}}"#;
 
+/// A group and its secret identities by version.
+type Entry = (Group, BTreeMap<u32, String>);
+
 /// Test-only key store in memory; `fail` makes every call unavailable.
 #[derive(Default)]
 struct MemStore {
-    groups: Mutex<BTreeMap<GroupName, (Group, BTreeMap<u32, String>)>>,
+    groups: Mutex<BTreeMap<GroupName, Entry>>,
     audit: Mutex<Vec<AuditEvent>>,
     fail: AtomicBool,
 }
