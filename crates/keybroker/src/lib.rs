@@ -4,9 +4,20 @@
 //! - [`model`]: groups, key versions, grants, audit events.
 //! - [`store`]: the [`store::KeyStore`] trait; `embedded` (default) and `vault` (OpenBao/Vault).
 //! - [`auth`]: identities from OIDC access tokens and from X.509 client certificates.
+//! - [`policy`]: grant evaluation; [`service`]: the core ([`service::Broker`]), independent of HTTP.
+//! - [`api`]: the HTTP API (`docs/broker-api.md`); [`server`]: TLS listener and wiring from
+//!   [`config::Config`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod auth;
+pub mod config;
+pub mod error;
 pub mod model;
+pub mod policy;
+pub mod server;
+pub mod service;
 pub mod store;
+
+pub use error::BrokerError;

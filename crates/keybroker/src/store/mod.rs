@@ -7,14 +7,15 @@
 //!
 //! The same test suite runs against both.
 
+pub mod embedded;
+pub mod vault;
+
 use async_trait::async_trait;
 use layercrypt_group::payload::GroupName;
 use zeroize::Zeroizing;
 
 use crate::model::{AuditEvent, AuditQuery, Grant, Group};
 
-pub mod embedded;
-pub mod vault;
 
 pub use embedded::EmbeddedStore;
 pub use vault::{VaultAuth, VaultConfig, VaultStore};

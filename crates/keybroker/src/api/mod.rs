@@ -1,0 +1,125 @@
+//! The HTTP API of `docs/broker-api.md`: one router per resource, one error type, an
+//! authentication extractor, rate limit, body limit, timeout, metrics and tracing layers.
+
+mod admin;
+mod dev;
+mod error;
+mod extract;
+mod groups;
+mod metrics;
+mod ops;
+mod ratelimit;
+mod unwrap;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::Router;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+pub use extract::{Caller, PeerCertificates};
+pub use metrics::Metrics;
+pub use ratelimit::RateLimiter;
+
+use crate::auth::dev::DevIssuer;
+use crate::service::Broker;
+
+/// Largest request body (413 beyond).
+pub const MAX_BODY_LEN: usize = 64 * 1024;
+
+/// Options of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// Sustained requests per minute per caller (subject, DN or bootstrap admin).
+    pub rate_per_minute: u32,
+    /// Burst size per caller.
+    pub rate_burst: u32,
+    /// Whole-request timeout.
+    pub request_timeout: Duration,
+    /// Development token issuer: mounts `POST /dev/token` (`--dev` only).
+    pub dev_issuer: Option<Arc<DevIssuer>>,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        ApiOptions {
+            rate_per_minute: 600,
+            rate_burst: 60,
+            request_timeout: Duration::from_secs(30),
+            dev_issuer: None,
+        }
+    }
+}
+
+/// Shared state of the handlers.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    broker: Broker,
+    limiter: RateLimiter,
+    metrics: Metrics,
+    options: ApiOptions,
+}
+
+impl AppState {
+    /// State over `broker`.
+    pub fn new(broker: Broker, options: ApiOptions) -> AppState {
+        AppState(Arc::new(Inner {
+            broker,
+            limiter: RateLimiter::new(options.rate_per_minute, options.rate_burst),
+            metrics: Metrics::new(),
+            options,
+        }))
+    }
+
+    /// The broker core.
+    pub fn broker(&self) -> &Broker {
+        &self.0.broker
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let mut api = Router::new()
+        .merge(groups::router())
+        .merge(unwrap::router())
+        .merge(admin::router())
+        .merge(ops::router());
+    if state.0.options.dev_issuer.is_some() {
+        api = api.merge(dev::router());
+    }
+    let timeout = state.0.options.request_timeout;
+    api.fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_LEN))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        // Spans carry the method and the route pattern only: never headers, bodies or tokens.
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", MatchedPath::as_str);
+            tracing::info_span!("request", method = %req.method(), route = %route)
+        }))
+        .with_state(state)
+}

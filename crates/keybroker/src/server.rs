@@ -1,0 +1,454 @@
+//! Wiring and serving: builds the store, the verifiers and the router from a [`Config`], and
+//! serves HTTP/1.1 over TLS (OpenSSL, optional client certificates, RFC 3820 proxies passed on
+//! to the certificate verifier) or, on loopback or with `--insecure-http`, plain HTTP.
+//! Graceful shutdown on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
+use tokio::net::TcpListener;
+use tower::ServiceExt as _;
+use zeroize::Zeroizing;
+
+use crate::api::{self, ApiOptions, AppState, PeerCertificates};
+use crate::auth::dev::DevIssuer;
+use crate::auth::oidc::{Membership, OidcConfig, OidcVerifier};
+use crate::auth::x509::CertVerifier;
+use crate::auth::{AuthError, Token, TokenVerifier};
+use crate::config::{Backend, Config, ConfigError, MembershipSource};
+use crate::service::{Broker, BrokerSettings, CertVerifyFn};
+use crate::store::embedded::EmbeddedStore;
+use crate::store::vault::{VaultAuth, VaultConfig, VaultStore};
+use crate::store::{KeyStore, StoreError};
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long open connections get to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Start-up failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The key store cannot be opened.
+    #[error("cannot open the key store")]
+    Store(#[source] StoreError),
+    /// The certificate verifier cannot be built.
+    #[error("cannot load the client CA directory")]
+    Certificates(#[source] AuthError),
+    /// A secret file cannot be used.
+    #[error("secret file {path}: {message}")]
+    Secret {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong (never its content).
+        message: String,
+    },
+    /// TLS setup failed.
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    /// Socket I/O.
+    #[error("{context}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A broker ready to serve.
+pub struct App {
+    router: Router,
+    listener: TcpListener,
+    tls: Option<SslAcceptor>,
+    dev_admin_token: Option<Token>,
+    // The --dev store lives in a temporary directory removed when the app ends.
+    _dev_dir: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("listener", &self.listener)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads a secret file: trimmed, non-empty; the content never appears in errors.
+pub fn read_secret_file(path: &Path) -> Result<Token, ServerError> {
+    let secret = |message: String| ServerError::Secret {
+        path: path.to_owned(),
+        message,
+    };
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| secret(e.to_string()))?);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+            tracing::warn!(path = %path.display(), "secret file is readable by group or others");
+        }
+    }
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(secret("is empty".into()));
+    }
+    Ok(Zeroizing::new(trimmed.to_owned()))
+}
+
+/// The settings of the OIDC verifier, in one place so that the wiring follows the verifier's
+/// real `OidcConfig` at merge.
+fn oidc_config(config: &Config) -> OidcConfig {
+    let membership = match (
+        config.oidc.membership,
+        &config.oidc.client_id,
+        &config.oidc.client_secret_file,
+    ) {
+        (MembershipSource::Introspection, Some(client_id), Some(file)) => {
+            Membership::Introspection {
+                client_id: client_id.clone(),
+                client_secret_file: file.clone(),
+            }
+        }
+        _ => Membership::TokenOrUserInfo,
+    };
+    OidcConfig {
+        issuer: config.oidc.issuer.clone(),
+        audience: config.oidc.audience.clone(),
+        membership,
+        cache_ttl: Duration::from_secs(config.oidc.cache_ttl_secs),
+    }
+}
+
+/// The settings of the Vault store, in one place (see [`oidc_config`]).
+fn vault_config(config: &Config) -> Result<VaultConfig, ServerError> {
+    let v = &config.store.vault;
+    let auth = match (&v.token_file, &v.role_id, &v.secret_id_file) {
+        (Some(file), None, None) => VaultAuth::Token(read_secret_file(file)?),
+        (None, Some(role_id), Some(file)) => VaultAuth::AppRole {
+            role_id: role_id.clone(),
+            secret_id: read_secret_file(file)?,
+            mount: crate::store::vault::DEFAULT_APPROLE_MOUNT.to_owned(),
+        },
+        _ => {
+            return Err(ConfigError::Invalid(
+                "vault login: either token_file, or role_id with secret_id_file".into(),
+            )
+            .into())
+        }
+    };
+    Ok(VaultConfig {
+        address: v
+            .address
+            .clone()
+            .ok_or_else(|| ConfigError::Invalid("store.vault.address is required".into()))?,
+        mount: v.mount.clone(),
+        prefix: v.prefix.clone(),
+        auth,
+        ca_file: v.ca_file.clone(),
+    })
+}
+
+fn random_token() -> Token {
+    let bytes: [u8; 32] = rand::random();
+    Zeroizing::new(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), ServerError> {
+    let io = |source| ServerError::Io {
+        context: format!("cannot create data directory {}", dir.display()),
+        source,
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(io)
+}
+
+impl App {
+    /// Validates `config` and builds everything; binds the listener.
+    pub async fn build(config: &Config) -> Result<App, ServerError> {
+        config.validate()?;
+        let public_url = config.public_url();
+        let mut dev_dir = None;
+        let mut dev_issuer = None;
+        let store: Arc<dyn KeyStore> = if config.dev {
+            let dir = tempfile::Builder::new()
+                .prefix("layercrypt-broker-dev-")
+                .tempdir()
+                .map_err(|source| ServerError::Io {
+                    context: "cannot create the --dev data directory".into(),
+                    source,
+                })?;
+            let store = EmbeddedStore::open(dir.path()).await.map_err(ServerError::Store)?;
+            dev_dir = Some(dir);
+            Arc::new(store)
+        } else {
+            match config.store.backend {
+                Backend::Embedded => {
+                    create_private_dir(&config.data_dir)?;
+                    Arc::new(EmbeddedStore::open(&config.data_dir).await.map_err(ServerError::Store)?)
+                }
+                Backend::Vault => Arc::new(
+                    VaultStore::connect(vault_config(config)?).await.map_err(ServerError::Store)?,
+                ),
+            }
+        };
+        let tokens: Arc<dyn TokenVerifier> = if config.dev {
+            let issuer = Arc::new(DevIssuer::new(&format!("{public_url}/dev")));
+            dev_issuer = Some(issuer.clone());
+            issuer
+        } else {
+            Arc::new(OidcVerifier::new(oidc_config(config)))
+        };
+        let certs: Option<Arc<CertVerifyFn>> = match &config.tls.client_ca_dir {
+            Some(dir) => {
+                let verifier = CertVerifier::from_ca_dir(dir).map_err(ServerError::Certificates)?;
+                Some(Arc::new(move |chain: &[Vec<u8>]| {
+                    verifier.verify_chain(chain)
+                }))
+            }
+            None => None,
+        };
+        let (admin_token, dev_admin_token) = if config.dev {
+            let token = random_token();
+            (Some(token.clone()), Some(token))
+        } else {
+            (
+                config
+                    .admin
+                    .token_file
+                    .as_deref()
+                    .map(read_secret_file)
+                    .transpose()?,
+                None,
+            )
+        };
+        if admin_token.is_none() && config.admin.entitlement.is_none() {
+            tracing::warn!(
+                "no admin.entitlement and no admin.token_file: nobody can administer this broker"
+            );
+        }
+        let broker = Broker::new(
+            store,
+            tokens,
+            certs,
+            BrokerSettings {
+                public_url,
+                admin_entitlement: config.admin.entitlement.clone(),
+                admin_token,
+            },
+        );
+        let options = ApiOptions {
+            rate_per_minute: config.limits.rate_per_minute,
+            rate_burst: config.limits.rate_burst,
+            request_timeout: Duration::from_secs(config.limits.request_timeout_secs),
+            dev_issuer,
+        };
+        let router = api::router(AppState::new(broker, options));
+        let tls = if config.has_tls() {
+            Some(tls_acceptor(config)?)
+        } else {
+            None
+        };
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Io {
+                    context: format!("cannot listen on {}", config.listen),
+                    source,
+                })?;
+        Ok(App {
+            router,
+            listener,
+            tls,
+            dev_admin_token,
+            _dev_dir: dev_dir,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> Result<SocketAddr, ServerError> {
+        self.listener
+            .local_addr()
+            .map_err(|source| ServerError::Io {
+                context: "listener has no local address".into(),
+                source,
+            })
+    }
+
+    /// The generated bootstrap admin token of `--dev` mode (for the binary to print).
+    pub fn dev_admin_token(&self) -> Option<&Token> {
+        self.dev_admin_token.as_ref()
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains open connections.
+    pub async fn serve(self) -> Result<(), ServerError> {
+        let addr = self.local_addr()?;
+        match self.tls {
+            None => {
+                tracing::info!(%addr, "serving plain HTTP");
+                let service = self
+                    .router
+                    .into_make_service_with_connect_info::<SocketAddr>();
+                axum::serve(self.listener, service)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+                    .map_err(|source| ServerError::Io {
+                        context: "server failed".into(),
+                        source,
+                    })
+            }
+            Some(acceptor) => {
+                tracing::info!(%addr, "serving HTTPS");
+                serve_tls(self.listener, Arc::new(acceptor), self.router).await
+            }
+        }
+    }
+}
+
+fn tls_acceptor(config: &Config) -> Result<SslAcceptor, ServerError> {
+    let tls = |e: openssl::error::ErrorStack| ServerError::Tls(e.to_string());
+    let (Some(cert), Some(key)) = (&config.tls.cert_file, &config.tls.key_file) else {
+        return Err(ServerError::Tls(
+            "cert_file and key_file are required".into(),
+        ));
+    };
+    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(tls)?;
+    builder
+        .set_certificate_chain_file(cert)
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", cert.display())))?;
+    builder
+        .set_private_key_file(key, SslFiletype::PEM)
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", key.display())))?;
+    builder.check_private_key().map_err(tls)?;
+    if config.tls.client_ca_dir.is_some() {
+        // Request a client certificate but do not require one, and accept any chain here:
+        // the handshake proves possession of the leaf's key; the chain itself (IGTF CAs, RFC
+        // 3820 proxies) is verified by the certificate verifier on each request, where a
+        // failure is a uniform 401 and an audit record rather than a TLS alert.
+        builder.set_verify_callback(SslVerifyMode::PEER, |_preverified, _ctx| true);
+    }
+    Ok(builder.build())
+}
+
+/// The peer chain as DER, leaf first (OpenSSL's server-side chain excludes the leaf).
+fn peer_chain(ssl: &openssl::ssl::SslRef) -> Vec<Vec<u8>> {
+    let mut chain = Vec::new();
+    if let Some(leaf) = ssl.peer_certificate() {
+        if let Ok(der) = leaf.to_der() {
+            chain.push(der);
+        }
+        if let Some(rest) = ssl.peer_cert_chain() {
+            chain.extend(rest.iter().filter_map(|c| c.to_der().ok()));
+        }
+    }
+    chain
+}
+
+async fn serve_tls(
+    listener: TcpListener,
+    acceptor: Arc<SslAcceptor>,
+    router: Router,
+) -> Result<(), ServerError> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let ssl = match Ssl::new(acceptor.context()) {
+                Ok(s) => s,
+                Err(e) => return tracing::warn!(error = %e, "TLS session setup failed"),
+            };
+            let mut stream = match tokio_openssl::SslStream::new(ssl, tcp) {
+                Ok(s) => s,
+                Err(e) => return tracing::warn!(error = %e, "TLS session setup failed"),
+            };
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, Pin::new(&mut stream).accept()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+            let chain = peer_chain(stream.ssl());
+            let peer_certs = (!chain.is_empty()).then(|| PeerCertificates(Arc::new(chain)));
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    if let Some(certs) = &peer_certs {
+                        req.extensions_mut().insert(certs.clone());
+                    }
+                    router.clone().oneshot(req.map(axum::body::Body::new))
+                },
+            );
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HANDSHAKE_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    tracing::info!("shutting down: draining connections");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
