@@ -1,6 +1,10 @@
 //! Who is calling: identities from OIDC access tokens (EGI Check-in) and from X.509 client
 //! certificates (IGTF end-entity certificates such as RCAuth's, and RFC 3820 proxies of them).
 
+pub mod dev;
+pub mod oidc;
+pub mod x509;
+
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
