@@ -339,5 +339,7 @@ async function handle(req, res, issuer, provider, providerCallback) {
   return send(res, 404, { error: 'not_found' });
 }
 
+// A harness that stops reading stdout after READY must not kill us with EPIPE.
+process.stdout.on('error', () => {});
 // Stop cleanly when the test harness ends us.
 for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => server.close(() => process.exit(0)));

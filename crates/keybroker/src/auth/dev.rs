@@ -119,8 +119,8 @@ impl DevIssuer {
         let header = jwt::parse_header(token, &self.policy)?;
         if header.kid.as_deref() != Some(self.kid.as_str()) {
             return Err(AuthError::Invalid(format!(
-                "unknown signing key kid={:.64}",
-                header.kid.as_deref().unwrap_or("(none)")
+                "unknown signing key kid={}",
+                jwt::printable(header.kid.as_deref().unwrap_or("(none)"), 64)
             )));
         }
         let claims = jwt::validate(token, &header, &self.decoding, &self.policy)?;

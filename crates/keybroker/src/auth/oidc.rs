@@ -388,16 +388,17 @@ impl OidcVerifier {
             }
             allowed
         };
-        let kid = header.kid.as_deref().unwrap_or("(none)");
+        // The kid is attacker-controlled text headed for the audit log: printable ASCII only.
+        let kid = jwt::printable(header.kid.as_deref().unwrap_or("(none)"), 64);
         if !allowed {
             return Err(invalid(format!(
-                "unknown signing key kid={kid:.64} (JWKS refresh rate-limited)"
+                "unknown signing key kid={kid} (JWKS refresh rate-limited)"
             )));
         }
         self.refresh_jwks().await?;
         self.lookup(header)?.ok_or_else(|| {
             invalid(format!(
-                "unknown signing key kid={kid:.64} (not in the issuer's JWKS)"
+                "unknown signing key kid={kid} (not in the issuer's JWKS)"
             ))
         })
     }

@@ -73,6 +73,12 @@ struct RawHeader {
     crit: Option<Value>,
 }
 
+/// Attacker-controlled header text (alg, kid) as it may appear in an audit reason: printable
+/// ASCII only, at most `max` characters.
+pub(crate) fn printable(s: &str, max: usize) -> String {
+    s.chars().filter(char::is_ascii_graphic).take(max).collect()
+}
+
 fn invalid(reason: impl Into<String>) -> AuthError {
     AuthError::Invalid(reason.into())
 }
@@ -104,15 +110,16 @@ pub(crate) fn parse_header(token: &str, policy: &JwtPolicy) -> Result<JwtHeader,
     if alg_name.eq_ignore_ascii_case("none") {
         return Err(invalid("JWT alg none refused"));
     }
+    let shown = printable(&alg_name, 20);
     if alg_name.to_ascii_uppercase().starts_with("HS") {
         return Err(invalid(format!(
-            "JWT alg {alg_name} refused: HMAC algorithms are never accepted"
+            "JWT alg {shown} refused: HMAC algorithms are never accepted"
         )));
     }
-    let alg = Algorithm::from_str(&alg_name)
-        .map_err(|_| invalid(format!("JWT alg {alg_name:.20} unknown")))?;
+    let alg =
+        Algorithm::from_str(&alg_name).map_err(|_| invalid(format!("JWT alg {shown} unknown")))?;
     if !policy.algorithms.contains(&alg) {
-        return Err(invalid(format!("JWT alg {alg_name} not in the allow-list")));
+        return Err(invalid(format!("JWT alg {shown} not in the allow-list")));
     }
     if raw.crit.is_some() {
         // RFC 7515 §4.1.11: extensions we do not understand must make the token invalid.
