@@ -4,8 +4,8 @@
 //!
 //! The directory holds `<hash>.0` PEM files (and `*.pem`, for hand-made test directories),
 //! `<hash>.r0` CRLs as written by fetch-crl, and `.signing_policy`/`.namespaces`/`.info`
-//! files, which are ignored here (namespace constraints are not enforced: see the report in
-//! the `auth` branch history).
+//! files, which are ignored here: IGTF namespace constraints (which DNs a CA may sign) are
+//! not enforced yet, so every CA in the directory is trusted for every subject.
 //!
 //! Chain building and signature/time/proxy-rule checks are OpenSSL's (`X509StoreContext` with
 //! `ALLOW_PROXY_CERTS`). Revocation is checked here, after OpenSSL accepted the chain: every
