@@ -32,11 +32,19 @@ fi
 command -v bao >/dev/null 2>&1 || PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 export PATH
 
+# Node.js for the OIDC provider that stands in for EGI Check-in (npm oidc-provider, pinned).
+if ! command -v node >/dev/null 2>&1; then
+  echo "== installing: nodejs npm"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+(cd tests/oidc && npm ci --prefer-offline --no-audit --no-fund --loglevel=error)
+
 echo "== tools"
 skopeo --version
 docker-registry --version 2>/dev/null || true
 cargo --version
 bao version
+node --version
 
 echo "== format and lints"
 cargo fmt --all -- --check

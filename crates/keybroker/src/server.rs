@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::api::{self, ApiOptions, AppState, PeerCertificates};
 use crate::auth::dev::DevIssuer;
-use crate::auth::oidc::{Membership, OidcConfig, OidcVerifier};
+use crate::auth::oidc::{MembershipSource as OidcMembership, OidcConfig, OidcVerifier};
 use crate::auth::x509::CertVerifier;
 use crate::auth::{AuthError, Token, TokenVerifier};
 use crate::config::{Backend, Config, ConfigError, MembershipSource};
@@ -108,28 +108,26 @@ pub fn read_secret_file(path: &Path) -> Result<Token, ServerError> {
     Ok(Zeroizing::new(trimmed.to_owned()))
 }
 
-/// The settings of the OIDC verifier, in one place so that the wiring follows the verifier's
-/// real `OidcConfig` at merge.
-fn oidc_config(config: &Config) -> OidcConfig {
+/// The settings of the OIDC verifier.
+fn oidc_config(config: &Config) -> Result<OidcConfig, ServerError> {
     let membership = match (
         config.oidc.membership,
         &config.oidc.client_id,
         &config.oidc.client_secret_file,
     ) {
         (MembershipSource::Introspection, Some(client_id), Some(file)) => {
-            Membership::Introspection {
+            OidcMembership::Introspection {
                 client_id: client_id.clone(),
-                client_secret_file: file.clone(),
+                client_secret: read_secret_file(file)?,
             }
         }
-        _ => Membership::TokenOrUserInfo,
+        _ => OidcMembership::TokenOrUserinfo,
     };
-    OidcConfig {
-        issuer: config.oidc.issuer.clone(),
-        audience: config.oidc.audience.clone(),
-        membership,
-        cache_ttl: Duration::from_secs(config.oidc.cache_ttl_secs),
-    }
+    let mut oidc = OidcConfig::new(config.oidc.issuer.clone());
+    oidc.audience = config.oidc.audience.clone();
+    oidc.membership = membership;
+    oidc.cache_ttl_secs = config.oidc.cache_ttl_secs;
+    Ok(oidc)
 }
 
 /// The settings of the Vault store, in one place (see [`oidc_config`]).
@@ -208,11 +206,14 @@ impl App {
             }
         };
         let tokens: Arc<dyn TokenVerifier> = if config.dev {
-            let issuer = Arc::new(DevIssuer::new(&format!("{public_url}/dev")));
+            let issuer = Arc::new(DevIssuer::with_issuer(format!("{public_url}/dev")));
             dev_issuer = Some(issuer.clone());
             issuer
         } else {
-            Arc::new(OidcVerifier::new(oidc_config(config)))
+            Arc::new(
+                OidcVerifier::try_new(oidc_config(config)?)
+                    .map_err(|e| ConfigError::Invalid(format!("OIDC issuer: {e}")))?,
+            )
         };
         let certs: Option<Arc<CertVerifyFn>> = match &config.tls.client_ca_dir {
             Some(dir) => {

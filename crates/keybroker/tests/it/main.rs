@@ -1,5 +1,8 @@
 //! Integration tests of the key broker (one test binary per crate).
 
+#![allow(clippy::print_stderr, clippy::unwrap_used)]
+
+mod auth;
 mod embedded;
 mod openbao;
 mod store_suite;

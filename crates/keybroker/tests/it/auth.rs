@@ -1,0 +1,534 @@
+//! OIDC token verification against the real oidc-provider stand-in for EGI Check-in
+//! (`tests/oidc/server.mjs`), started on a free 127.0.0.1 port per test.
+//!
+//! Needs Node.js and `npm ci --prefer-offline` in `tests/oidc` (the test says so if not).
+// Refusal reasons and the stand-in's log go to stderr, shown for failing tests only.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use layercrypt_keybroker::auth::oidc::{MembershipSource, OidcConfig, OidcVerifier};
+use layercrypt_keybroker::auth::{AuthError, Identity, Method, Token, TokenVerifier};
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+const VO: &str = "urn:mace:egi.eu:group:vo.example.org:role=member#aai.egi.eu";
+const VO2: &str = "urn:mace:egi.eu:group:vo.other.org:role=member#aai.egi.eu";
+
+/// The stand-in, killed on drop.
+struct Provider {
+    child: Child,
+    issuer: String,
+    base: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Provider {
+    fn start() -> Self {
+        let oidc_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/oidc");
+        assert!(
+            oidc_dir.join("node_modules/oidc-provider").is_dir(),
+            "the OIDC stand-in is not installed: run `npm ci --prefer-offline` in {}",
+            oidc_dir.display()
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new("node")
+            .arg("server.mjs")
+            .args(["--port", "0", "--key-file"])
+            .arg(dir.path().join("keys.json"))
+            .current_dir(&oidc_dir)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).expect("log file"))
+            .spawn()
+            .expect("node must be installed to run the OIDC stand-in");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("read stand-in stdout");
+        // Keep draining stdout (oidc-provider prints notices there): a closed pipe kills node.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let issuer = line
+            .trim()
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("stand-in did not start: {line:?}"))
+            .to_owned();
+        let base = issuer
+            .strip_suffix("/auth/realms/egi")
+            .expect("issuer path")
+            .to_owned();
+        Self {
+            child,
+            issuer,
+            base,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("stand-in reachable");
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        serde_json::from_slice(&resp.bytes().await.expect("body")).expect("json")
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("stand-in reachable");
+        serde_json::from_slice(&resp.bytes().await.expect("body")).expect("json")
+    }
+
+    async fn mint(&self, body: Value) -> Token {
+        let v = self.post("/test/mint", body).await;
+        Zeroizing::new(v["access_token"].as_str().expect("token").to_owned())
+    }
+
+    async fn stat(&self, name: &str) -> u64 {
+        self.get("/test/stats").await[name]
+            .as_u64()
+            .expect("counter")
+    }
+
+    fn config(&self) -> OidcConfig {
+        OidcConfig::new(self.issuer.clone())
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self._dir.path().join("stderr.log"));
+            eprintln!("--- OIDC stand-in stderr ---\n{}", log.unwrap_or_default());
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+fn reason(r: Result<Identity, AuthError>) -> String {
+    match r {
+        Err(AuthError::Invalid(s)) => s,
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+fn split(token: &str) -> (String, String, String) {
+    let p: Vec<&str> = token.split('.').collect();
+    (p[0].to_owned(), p[1].to_owned(), p[2].to_owned())
+}
+
+#[tokio::test]
+async fn valid_token_gets_entitlements_from_userinfo() {
+    let p = Provider::start();
+    let v = OidcVerifier::new(p.config());
+    assert!(v.ready().await);
+    let token = p
+        .mint(json!({"sub": "alice@egi.eu", "entitlements": [VO]}))
+        .await;
+    // Like Check-in's, the token itself carries neither aud nor group claims.
+    let payload: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(split(&token).1).expect("b64"))
+            .expect("json");
+    assert!(payload.get("aud").is_none() && payload.get("eduperson_entitlement").is_none());
+
+    let id = v.verify(&token).await.expect("valid");
+    assert_eq!(id.method, Method::Token);
+    assert_eq!(id.subject.as_deref(), Some("alice@egi.eu"));
+    assert_eq!(id.entitlements, vec![VO.to_owned()]);
+    assert_eq!(id.expires_at, payload["exp"].as_i64());
+    assert_eq!(p.stat("userinfo").await, 1);
+}
+
+#[tokio::test]
+async fn voperson_id_preferred_and_token_entitlements_used() {
+    let p = Provider::start();
+    let v = OidcVerifier::new(p.config());
+    let token = p
+        .mint(json!({"sub": "abc@egi.eu", "claims": {"voperson_id": "jane@egi.eu"}}))
+        .await;
+    assert_eq!(
+        v.verify(&token).await.expect("valid").subject.as_deref(),
+        Some("jane@egi.eu")
+    );
+
+    // Entitlements in the token win; UserInfo is not asked.
+    let token = p
+        .mint(json!({"sub": "bob@egi.eu", "entitlements": [VO2], "in_token": true}))
+        .await;
+    let before = p.stat("userinfo").await;
+    let id = v.verify(&token).await.expect("valid");
+    assert_eq!(id.entitlements, vec![VO2.to_owned()]);
+    assert_eq!(p.stat("userinfo").await, before);
+}
+
+#[tokio::test]
+async fn bad_tokens_refused_with_distinct_reasons() {
+    let p = Provider::start();
+    let mut config = p.config();
+    config.audience = Some("https://broker.example.org".into());
+    let v = OidcVerifier::new(config);
+    let aud = json!("https://broker.example.org");
+    let good = p
+        .mint(json!({"sub": "alice", "entitlements": [VO], "aud": aud}))
+        .await;
+    v.verify(&good).await.expect("the control token is valid");
+
+    let mut reasons = Vec::new();
+    let mut check = |name: &str, r: String| {
+        eprintln!("{name}: {r}");
+        reasons.push((name.to_owned(), r));
+    };
+
+    let t = p
+        .mint(json!({"sub": "alice", "aud": aud, "claims": {"exp": now() - 3600}}))
+        .await;
+    check("expired", reason(v.verify(&t).await));
+    let t = p
+        .mint(json!({"sub": "alice", "aud": aud, "claims": {"nbf": now() + 3600}}))
+        .await;
+    check("not yet valid", reason(v.verify(&t).await));
+    let t = p
+        .mint(json!({"sub": "alice", "aud": aud, "claims": {"iss": "https://aai.egi.eu/auth/realms/egi"}}))
+        .await;
+    check("wrong issuer", reason(v.verify(&t).await));
+    let t = p
+        .mint(json!({"sub": "alice", "aud": "https://other.example"}))
+        .await;
+    check("wrong audience", reason(v.verify(&t).await));
+    let t = p.mint(json!({"sub": "alice"})).await;
+    check("no audience", reason(v.verify(&t).await));
+
+    let (h, body, sig) = split(&good);
+    let none = format!(
+        "{}.{body}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#)
+    );
+    check("alg none", reason(v.verify(&Zeroizing::new(none)).await));
+
+    // HS256 "signed" with the issuer's RSA public key in PEM: the classic key-confusion attack.
+    let jwk = p.get("/test/jwks-key").await;
+    let n = openssl::bn::BigNum::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(jwk["n"].as_str().expect("n"))
+            .expect("b64"),
+    )
+    .expect("bn");
+    let e = openssl::bn::BigNum::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(jwk["e"].as_str().expect("e"))
+            .expect("b64"),
+    )
+    .expect("bn");
+    let pem = openssl::rsa::Rsa::from_public_components(n, e)
+        .expect("rsa")
+        .public_key_to_pem()
+        .expect("pem");
+    let claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&body).expect("b64")).expect("json");
+    let mut hs = Header::new(Algorithm::HS256);
+    hs.kid = jwk["kid"].as_str().map(String::from);
+    let hs_token =
+        jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(&pem)).expect("hs256");
+    let jwks_before = p.stat("jwks").await;
+    let fresh = OidcVerifier::new({
+        let mut c = p.config();
+        c.audience = Some("https://broker.example.org".into());
+        c
+    });
+    check(
+        "HS256 with the RSA public key",
+        reason(fresh.verify(&Zeroizing::new(hs_token)).await),
+    );
+    assert_eq!(
+        p.stat("jwks").await,
+        jwks_before,
+        "HS256 is refused before any key lookup"
+    );
+
+    // Signed by a key the issuer never published.
+    let foreign = openssl::rsa::Rsa::generate(2048).expect("rsa");
+    let mut rs = Header::new(Algorithm::RS256);
+    rs.kid = Some("foreign-key".into());
+    let foreign_token = jsonwebtoken::encode(
+        &rs,
+        &claims,
+        &EncodingKey::from_rsa_pem(&foreign.private_key_to_pem().expect("pem")).expect("key"),
+    )
+    .expect("rs256");
+    check(
+        "unknown kid",
+        reason(v.verify(&Zeroizing::new(foreign_token)).await),
+    );
+
+    let mut forged = claims.clone();
+    forged["sub"] = json!("mallory");
+    let tampered = format!("{h}.{}.{sig}", URL_SAFE_NO_PAD.encode(forged.to_string()));
+    check(
+        "tampered payload",
+        reason(v.verify(&Zeroizing::new(tampered)).await),
+    );
+    let mut sig_bytes = URL_SAFE_NO_PAD.decode(&sig).expect("b64");
+    sig_bytes[10] ^= 1;
+    let bad_sig = format!("{h}.{body}.{}", URL_SAFE_NO_PAD.encode(sig_bytes));
+    check(
+        "tampered signature",
+        reason(v.verify(&Zeroizing::new(bad_sig)).await),
+    );
+    check(
+        "garbage",
+        reason(v.verify(&Zeroizing::new("not-a-jwt".into())).await),
+    );
+
+    // Every failure has its own reason, except that a changed payload and a changed signature
+    // are one and the same failure (the signature does not verify over the signed bytes).
+    let mut distinct: Vec<&str> = reasons.iter().map(|(_, r)| r.as_str()).collect();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), reasons.len() - 1, "{reasons:#?}");
+    for (_, r) in &reasons {
+        assert!(
+            !r.contains(good.as_str()) && !r.contains(&sig),
+            "reason leaks the token"
+        );
+    }
+}
+
+#[tokio::test]
+async fn jwks_refreshed_on_rotation_at_most_once_a_minute() {
+    let p = Provider::start();
+    let v = OidcVerifier::new(p.config());
+    let a = p.mint(json!({"sub": "alice", "entitlements": [VO]})).await;
+    v.verify(&a).await.expect("valid");
+    assert_eq!(p.stat("jwks").await, 1);
+
+    p.post("/test/rotate", json!({})).await;
+    let b = p.mint(json!({"sub": "alice", "entitlements": [VO]})).await;
+    assert_ne!(split(&a).0, split(&b).0, "new kid");
+    v.verify(&b)
+        .await
+        .expect("new key picked up by one JWKS refresh");
+    assert_eq!(p.stat("jwks").await, 2);
+
+    // A second rotation within the minute is not fetched: unknown kids cannot make the
+    // broker hammer the issuer.
+    p.post("/test/rotate", json!({})).await;
+    let c = p.mint(json!({"sub": "alice", "entitlements": [VO]})).await;
+    assert!(reason(v.verify(&c).await).contains("rate-limited"));
+    assert_eq!(p.stat("jwks").await, 2);
+    // Tokens signed with the already known keys still verify.
+    v.verify(&a).await.expect("old key still valid");
+}
+
+#[tokio::test]
+async fn membership_change_shows_after_cache_ttl() {
+    let p = Provider::start();
+    let mut config = p.config();
+    config.cache_ttl_secs = 1;
+    let v = OidcVerifier::new(config);
+    let token = p.mint(json!({"sub": "alice", "entitlements": [VO]})).await;
+    assert_eq!(
+        v.verify(&token).await.expect("valid").entitlements,
+        vec![VO.to_owned()]
+    );
+
+    p.post(
+        "/test/users",
+        json!({"sub": "alice", "entitlements": [VO2]}),
+    )
+    .await;
+    // Cached: same answer, no UserInfo call.
+    assert_eq!(
+        v.verify(&token).await.expect("valid").entitlements,
+        vec![VO.to_owned()]
+    );
+    assert_eq!(p.stat("userinfo").await, 1);
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        v.verify(&token).await.expect("valid").entitlements,
+        vec![VO2.to_owned()]
+    );
+    assert_eq!(p.stat("userinfo").await, 2);
+
+    // Membership removed entirely: the token stays valid, with no entitlement.
+    p.post("/test/users", json!({"sub": "alice", "entitlements": []}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(v
+        .verify(&token)
+        .await
+        .expect("valid")
+        .entitlements
+        .is_empty());
+}
+
+#[tokio::test]
+async fn issuer_down_is_unavailable() {
+    let mut p = Provider::start();
+    let warm = OidcVerifier::new(p.config());
+    let t1 = p.mint(json!({"sub": "alice", "entitlements": [VO]})).await;
+    warm.verify(&t1).await.expect("valid");
+    let t2 = p.mint(json!({"sub": "bob", "entitlements": [VO]})).await;
+    p.stop();
+
+    let cold = OidcVerifier::new(p.config());
+    assert!(matches!(
+        cold.verify(&t2).await,
+        Err(AuthError::Unavailable(_))
+    ));
+    assert!(!cold.ready().await);
+    // JWKS cached, but UserInfo is down.
+    assert!(matches!(
+        warm.verify(&t2).await,
+        Err(AuthError::Unavailable(_))
+    ));
+    // A bad token is still refused as such, without the issuer.
+    assert!(matches!(
+        warm.verify(&Zeroizing::new("a.b".into())).await,
+        Err(AuthError::Invalid(_))
+    ));
+    // The cached identity of t1 is still served until its TTL.
+    warm.verify(&t1).await.expect("cached");
+}
+
+#[tokio::test]
+async fn introspection_with_confidential_client() {
+    let p = Provider::start();
+    let mut config = p.config();
+    config.membership = MembershipSource::Introspection {
+        client_id: "layercrypt-broker".into(),
+        client_secret: Zeroizing::new("broker-secret".into()),
+    };
+    let v = OidcVerifier::new(config.clone());
+    let token = p
+        .mint(json!({"sub": "alice", "entitlements": [VO, VO2]}))
+        .await;
+    let id = v.verify(&token).await.expect("valid");
+    assert_eq!(id.entitlements, vec![VO.to_owned(), VO2.to_owned()]);
+    assert_eq!(
+        (p.stat("introspect").await, p.stat("userinfo").await),
+        (1, 0)
+    );
+
+    // Expired 30 s ago: inside our 60 s leeway, but the issuer says inactive.
+    let stale = p
+        .mint(json!({"sub": "alice", "claims": {"exp": now() - 30}}))
+        .await;
+    assert!(reason(v.verify(&stale).await).contains("not active"));
+
+    // Wrong client secret: the broker's problem, not the caller's.
+    config.membership = MembershipSource::Introspection {
+        client_id: "layercrypt-broker".into(),
+        client_secret: Zeroizing::new("wrong".into()),
+    };
+    let v = OidcVerifier::new(config);
+    assert!(matches!(
+        v.verify(&token).await,
+        Err(AuthError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn userinfo_refusal_is_invalid() {
+    let p = Provider::start();
+    let v = OidcVerifier::new(p.config());
+    let stale = p
+        .mint(json!({"sub": "alice", "claims": {"exp": now() - 30}}))
+        .await;
+    assert!(reason(v.verify(&stale).await).contains("userinfo refused"));
+}
+
+#[tokio::test]
+async fn device_flow_token_from_the_provider_verifies() {
+    let p = Provider::start();
+    p.post(
+        "/test/users",
+        json!({"sub": "carol@egi.eu", "entitlements": [VO]}),
+    )
+    .await;
+    let form = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.replace(' ', "+").replace(':', "%3A")))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let post_form = |url: String, body: String| {
+        let http = p.http.clone();
+        async move {
+            let resp = http
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .expect("reachable");
+            serde_json::from_slice::<Value>(&resp.bytes().await.expect("body")).expect("json")
+        }
+    };
+    let oidc = format!("{}/protocol/openid-connect", p.issuer);
+    let device = post_form(
+        format!("{oidc}/auth/device"),
+        form(&[
+            ("client_id", "layercrypt-cli"),
+            ("scope", "openid offline_access eduperson_entitlement"),
+        ]),
+    )
+    .await;
+    let user_code = device["user_code"].as_str().expect("user_code");
+    let device_code = device["device_code"].as_str().expect("device_code");
+    p.post(
+        "/test/device/approve",
+        json!({"user_code": user_code, "sub": "carol@egi.eu"}),
+    )
+    .await;
+    let tokens = post_form(
+        format!("{oidc}/token"),
+        form(&[
+            ("client_id", "layercrypt-cli"),
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("device_code", device_code),
+        ]),
+    )
+    .await;
+    assert!(tokens["refresh_token"].is_string(), "{tokens}");
+    let token = Zeroizing::new(
+        tokens["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned(),
+    );
+    let id = OidcVerifier::new(p.config())
+        .verify(&token)
+        .await
+        .expect("provider's token verifies");
+    assert_eq!(id.subject.as_deref(), Some("carol@egi.eu"));
+    assert_eq!(id.entitlements, vec![VO.to_owned()]);
+}
