@@ -55,6 +55,17 @@ pub fn normalize_broker_url(url: &str) -> Result<String> {
     Ok(parsed.as_str().trim_end_matches('/').to_owned())
 }
 
+/// Checks that `value` (of option `what`) is an RFC 3339 time, e.g. `2027-01-01T00:00:00Z`.
+pub fn check_rfc3339(what: &str, value: &str) -> Result<()> {
+    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .map(drop)
+        .map_err(|_| {
+            Error::Usage(format!(
+                "{what} {value:?}: expected an RFC 3339 time such as 2027-01-01T00:00:00Z"
+            ))
+        })
+}
+
 /// The public key of a group (`GET /v1/groups/{group}/recipient`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupRecipient {
@@ -705,6 +716,13 @@ mod tests {
     }
 
     #[test]
+    fn rfc3339() {
+        assert!(check_rfc3339("--expires", "2027-01-01T00:00:00Z").is_ok());
+        assert!(check_rfc3339("--expires", "2027-01-01T00:00:00+02:00").is_ok());
+        assert!(check_rfc3339("--expires", "2027-01-01").is_err());
+    }
+
+    #[test]
     fn grant_wire_has_exactly_one_principal() {
         let g = NewGrant {
             principal: Principal::Entitlement {
@@ -737,5 +755,194 @@ mod tests {
             .expect("client")
             .with_token(AccessToken::new("secret-token-value".into()).expect("token"));
         assert!(!format!("{c:?}").contains("secret-token-value"));
+    }
+
+    /// A stub broker over real HTTP: the recipient route with a real age identity, and
+    /// unwrap that checks the bearer token (401), the group (403 for `denied.org`) and
+    /// decrypts; admin list; 503 for group `down.org`.
+    fn stub_broker() -> (String, age::x25519::Identity) {
+        use std::io::{BufRead as _, BufReader, Write as _};
+        let identity = age::x25519::Identity::generate();
+        let id = identity.clone();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let u = url.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let path = line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
+                let (mut len, mut auth) = (0usize, String::new());
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                        break;
+                    }
+                    let lower = h.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    if lower.starts_with("authorization:") {
+                        auth = h["authorization:".len()..].trim().to_owned();
+                    }
+                }
+                let mut body = vec![0; len];
+                let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                let (status, reply) = match path.as_str() {
+                    "/v1/groups/down.org/recipient" => (503, r#"{"error":"unavailable"}"#.to_owned()),
+                    p if p.starts_with("/v1/groups/") => {
+                        let g = p.trim_start_matches("/v1/groups/").trim_end_matches("/recipient");
+                        (200, format!(r#"{{"group":"{g}","version":3,"recipient":"{}","broker":"{u}"}}"#, id.to_public()))
+                    }
+                    "/v1/unwrap" if auth != "Bearer good-token" => (401, r#"{"error":"unauthenticated"}"#.to_owned()),
+                    "/v1/unwrap" => {
+                        let req: serde_json::Value = serde_json::from_slice(&body).expect("json");
+                        let payload = STANDARD.decode(req["payload"].as_str().expect("payload")).expect("b64");
+                        let p = crate::payload::GroupPayload::parse(&payload).expect("payload");
+                        if p.group.as_str() == "denied.org" {
+                            (403, r#"{"error":"forbidden"}"#.to_owned())
+                        } else {
+                            let d = age::Decryptor::new(&p.age_ciphertext[..]).expect("age");
+                            let mut r = d.decrypt(std::iter::once(&id as &dyn age::Identity)).expect("decrypt");
+                            let mut opts = Vec::new();
+                            std::io::Read::read_to_end(&mut r, &mut opts).expect("read");
+                            assert_eq!(req["image"], "oci:img");
+                            (200, format!(r#"{{"optsdata":"{}"}}"#, STANDARD.encode(opts)))
+                        }
+                    }
+                    "/v1/admin/groups" if auth == "Bearer admin" => (
+                        200,
+                        r#"[{"name":"a.org","current_version":1,"versions":[],"grants":[{"id":"g-1","entitlement":"urn:x:","prefix":true,"created":"2026-01-01T00:00:00Z"}],"created":"2026-01-01T00:00:00Z"}]"#.to_owned(),
+                    ),
+                    "/v1/admin/groups" => (403, r#"{"error":"forbidden"}"#.to_owned()),
+                    _ => (418, r#"{"error":"teapot","message":"no\u0007 such route"}"#.to_owned()),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+            }
+        });
+        (url, identity)
+    }
+
+    #[test]
+    fn wrapper_over_http_round_trip_and_refusals() {
+        use crate::wrap::{group_param, GroupKeyWrapper};
+        use layercrypt_ocicrypt::keywrap::KeyWrapper as _;
+        use std::sync::Arc;
+
+        let (url, _identity) = stub_broker();
+        let tokens = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let t = tokens.clone();
+        let api = HttpBrokers::new(Box::new(move || {
+            t.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            AccessToken::new("good-token".into())
+        }));
+        let w = GroupKeyWrapper::new(Arc::new(api))
+            .with_broker(&url)
+            .expect("url")
+            .with_image("oci:img");
+        let ec = |g: &str| layercrypt_ocicrypt::EncryptConfig {
+            providers: vec![layercrypt_ocicrypt::ProviderRecipient {
+                name: "layercrypt".into(),
+                param: Some(group_param(&g.parse().expect("name"))),
+            }],
+            ..Default::default()
+        };
+        let opts = SecretBytes::from_slice(br#"{"symkey":"x"}"#);
+        let item = w
+            .wrap(&ec("vo.example.org"), &opts)
+            .expect("wrap")
+            .expect("item");
+        assert_eq!(
+            tokens.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "encrypting needs no token"
+        );
+        let dc = layercrypt_ocicrypt::DecryptConfig::default();
+        let back = w.unwrap(&dc, &item).expect("mine").expect("unwrap");
+        assert_eq!(back.expose_secret(), opts.expose_secret());
+        let denied = w
+            .wrap(&ec("denied.org"), &opts)
+            .expect("wrap")
+            .expect("item");
+        let err = w
+            .unwrap(&dc, &denied)
+            .expect("mine")
+            .expect_err("403")
+            .to_string();
+        assert!(
+            err.contains("not a member of group denied.org") && err.contains("ask the group admin"),
+            "{err}"
+        );
+        assert_eq!(
+            tokens.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the token is read once"
+        );
+        let err = w.wrap(&ec("down.org"), &opts).expect_err("503").to_string();
+        assert!(
+            err.contains("unavailable, try again") && err.contains(&url),
+            "{err}"
+        );
+
+        let client = BrokerClient::new(&url).expect("client");
+        let err = client
+            .with_token(AccessToken::new("bad".into()).expect("t"))
+            .unwrap(&UnwrapRequest {
+                payload: &item,
+                group: &"vo.example.org".parse().expect("g"),
+                layer_digest: None,
+                image: None,
+            })
+            .expect_err("401");
+        assert!(
+            matches!(err, Error::Unauthenticated { .. })
+                && err.to_string().contains("layercrypt login"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("bad"));
+
+        let admin = BrokerClient::new(&url)
+            .expect("client")
+            .with_token(AccessToken::new("admin".into()).expect("t"));
+        let groups = admin.list_groups().expect("list");
+        assert_eq!(groups[0].grants[0].principal(), "entitlement urn:x:*");
+        let user = BrokerClient::new(&url)
+            .expect("client")
+            .with_token(AccessToken::new("user".into()).expect("t"));
+        assert!(matches!(user.list_groups(), Err(Error::NotAdmin { .. })));
+        let err = admin
+            .audit(&AuditQuery::default())
+            .expect_err("418")
+            .to_string();
+        assert!(err.contains("HTTP 418 teapot: no such route"), "{err}");
+        assert!(matches!(
+            BrokerClient::new(&url).expect("c").list_groups(),
+            Err(Error::Token(_))
+        ));
+    }
+
+    #[test]
+    fn unreachable_broker_names_itself() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", l.local_addr().expect("addr"));
+        drop(l);
+        let err = BrokerClient::new(&url)
+            .expect("c")
+            .recipient(&"a.org".parse().expect("g"))
+            .expect_err("down");
+        assert!(
+            matches!(err, Error::Unavailable { .. }) && err.to_string().contains(&url),
+            "{err}"
+        );
     }
 }

@@ -276,7 +276,9 @@ pub fn read_token_file(path: &Path) -> Result<AccessToken> {
         .read_to_string(&mut text)
         .map_err(|e| err(e.to_string()))?;
     let first = text.lines().next().unwrap_or_default().to_owned();
-    AccessToken::new(first).map_err(|e| err(e.to_string()))
+    AccessToken::new(first).map_err(|_| {
+        err("no token in its first line (one line of printable characters expected)".into())
+    })
 }
 
 /// Runs `oidc-token ACCOUNT`.
@@ -301,7 +303,7 @@ pub fn oidc_agent_token(program: &Path, account: &str) -> Result<AccessToken> {
     }
     let text = Zeroizing::new(String::from_utf8_lossy(&stdout).trim().to_owned());
     AccessToken::new(text.to_string())
-        .map_err(|e| Error::Token(format!("oidc-token {account}: {e}")))
+        .map_err(|_| Error::Token(format!("oidc-token {account} printed no usable token")))
 }
 
 /// The first token source that has a token: see the module documentation. `env` reads an
@@ -316,8 +318,11 @@ pub fn access_token(
         return Ok((read_token_file(path)?, TokenSource::File(path.clone())));
     }
     if let Some(t) = env(ENV_ACCESS_TOKEN).filter(|t| !t.trim().is_empty()) {
-        let t =
-            AccessToken::new(t).map_err(|e| Error::Token(format!("${ENV_ACCESS_TOKEN}: {e}")))?;
+        let t = AccessToken::new(t).map_err(|_| {
+            Error::Token(format!(
+                "${ENV_ACCESS_TOKEN} is not one line of printable characters"
+            ))
+        })?;
         return Ok((t, TokenSource::Env));
     }
     if let Some(account) = opts.oidc_agent_account.as_deref().filter(|a| !a.is_empty()) {
