@@ -21,6 +21,9 @@ pub struct Cli {
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -31,7 +34,7 @@ Exit codes:
   0  success
   1  other error
   2  usage error
-  3  no key can decrypt a layer (none given fits, or access was refused)
+  3  no key can decrypt a layer (none given fits, or the key broker refused access)
   4  integrity failure: a layer, blob or annotation was tampered with or truncated
   5  image, tag, platform or file not found, or the registry refused";
 
@@ -48,6 +51,178 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Generate a key pair for JWE recipients.
     Keygen(KeygenArgs),
+    /// Log in at the OIDC issuer (EGI Check-in) with the device flow; keeps the tokens for
+    /// the key broker in ~/.config/layercrypt/tokens.json.
+    Login(LoginArgs),
+    /// Forget the tokens kept by `layercrypt login`.
+    Logout,
+    /// Manage groups at the key broker (administrators).
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Query the key broker's audit log (administrators).
+    Audit(AuditArgs),
+}
+
+/// The key broker and the token for it (group recipients).
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// Key broker URL (overrides LAYERCRYPT_BROKER and broker in ~/.config/layercrypt/config.toml).
+    /// On decryption, layers may only be unwrapped through this broker.
+    #[arg(long, global = true, value_name = "URL")]
+    pub broker: Option<String>,
+
+    /// Read the broker access token from this file (first line) instead of
+    /// $OIDC_ACCESS_TOKEN, oidc-agent or `layercrypt login`.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Get the access token from oidc-agent (`oidc-token ACCOUNT`).
+    #[arg(
+        long,
+        global = true,
+        value_name = "ACCOUNT",
+        env = "OIDC_AGENT_ACCOUNT"
+    )]
+    pub oidc_agent_account: Option<String>,
+}
+
+/// `layercrypt login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// OIDC issuer (default: issuer in config.toml, else EGI Check-in production).
+    #[arg(long, value_name = "URL")]
+    pub issuer: Option<String>,
+
+    /// OAuth public client id (default: client_id in config.toml, else layercrypt-cli).
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+
+    /// Scopes to ask for.
+    #[arg(long, value_name = "SCOPES", default_value = layercrypt_group::login::DEFAULT_SCOPES)]
+    pub scopes: String,
+}
+
+/// Admin credentials and output format.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The bootstrap admin token file of the broker (its --admin-token-file); default: your
+    /// own token, which must carry the broker's admin entitlement.
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `layercrypt group …`.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group (and its first key).
+    Create {
+        /// Group name, e.g. vo.example.org.
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List the groups.
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show a group: key versions and grants.
+    Show {
+        /// Group name.
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Delete a group and its keys: layers encrypted for it can no longer be decrypted.
+    Delete {
+        /// Group name.
+        name: String,
+        /// Really delete.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Grant access to a group's keys.
+    Grant(GrantArgs),
+    /// Remove a grant (ids as shown by `layercrypt group show`).
+    Revoke {
+        /// Group name.
+        name: String,
+        /// Grant id.
+        grant_id: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Make a new key version current (older versions still decrypt).
+    Rotate {
+        /// Group name.
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// `layercrypt group grant`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("principal").required(true).args(["entitlement", "subject", "dn"])))]
+pub struct GrantArgs {
+    /// Group name.
+    pub name: String,
+
+    /// An entitlement, e.g. urn:mace:egi.eu:group:vo.example.org:role=member#aai.egi.eu.
+    #[arg(long, value_name = "E")]
+    pub entitlement: Option<String>,
+
+    /// Match every entitlement that starts with --entitlement (all roles and subgroups).
+    #[arg(long, requires = "entitlement")]
+    pub prefix: bool,
+
+    /// A subject (voperson_id, else sub), e.g. 0123…@egi.eu.
+    #[arg(long, value_name = "S")]
+    pub subject: Option<String>,
+
+    /// A certificate subject DN, e.g. /DC=eu/DC=rcauth/…/CN=Jane Doe 7ews….
+    #[arg(long, value_name = "DN")]
+    pub dn: Option<String>,
+
+    /// Only from this client network (CIDR). Repeatable.
+    #[arg(long = "network", value_name = "CIDR")]
+    pub networks: Vec<String>,
+
+    /// Grant expires at this time (RFC 3339, e.g. 2027-01-01T00:00:00Z).
+    #[arg(long, value_name = "RFC3339")]
+    pub expires: Option<String>,
+
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+/// `layercrypt audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this group.
+    #[arg(long, value_name = "G")]
+    pub group: Option<String>,
+
+    /// Only this subject.
+    #[arg(long, value_name = "S")]
+    pub subject: Option<String>,
+
+    /// Only events since this time (RFC 3339).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+
+    /// At most this many events (the newest).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
+    #[command(flatten)]
+    pub admin: AdminArgs,
 }
 
 /// Where images come from and go to.
@@ -91,7 +266,8 @@ pub struct KeyArgs {
 /// `layercrypt encrypt`.
 #[derive(Debug, Args)]
 pub struct EncryptArgs {
-    /// Who can decrypt: jwe:PUBKEY, x509:CERT (or pkcs7:CERT), provider:NAME[:PARAM]. Repeatable.
+    /// Who can decrypt: jwe:PUBKEY, x509:CERT (or pkcs7:CERT), provider:NAME[:PARAM],
+    /// group:NAME (members of a key-broker group; one group per call). Repeatable.
     #[arg(
         long = "recipient",
         short = 'r',

@@ -19,19 +19,23 @@ use layercrypt_ocicrypt::keywrap::keyprovider::load_config_from_env;
 use layercrypt_ocicrypt::layer::{Rewrap, Wrappers};
 use layercrypt_ocicrypt::{EncryptConfig, SecretBytes};
 
+use layercrypt_ocicrypt::spec::PROVIDER_LAYERCRYPT;
+
 use crate::cli::{Cli, Command, KeyArgs, TransportArgs};
+use crate::group::{self, BrokerSetup};
 use crate::progress::Bars;
 
 /// Runs one command.
 pub fn run(cli: Cli) -> Result<()> {
     let quiet = cli.quiet;
-    match cli.command {
+    let setup = || BrokerSetup::new(&cli.broker);
+    match &cli.command {
         Command::Encrypt(a) => {
             let job = job(&a.src, &a.dst, &a.transport, quiet)?;
             let specs = parse_specs(&a.recipients)?;
             let ec = encrypt_config(&specs)?;
-            let wrappers = wrappers(&ec)?;
-            let selection = LayerSelection::new(a.layers);
+            let wrappers = wrappers(&setup()?, &ec, None)?;
+            let selection = LayerSelection::new(a.layers.clone());
             let report = job
                 .run(&EncryptHandler::new(&wrappers, &ec, &selection))
                 .with_context(|| format!("encrypting {} to {}", a.src, a.dst))?;
@@ -51,8 +55,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Decrypt(a) => {
             let job = job(&a.src, &a.dst, &a.transport, quiet)?;
             let dc = decrypt_keys(&a.keys)?;
-            let wrappers = wrappers(&EncryptConfig::default())?;
-            let selection = LayerSelection::new(a.layers);
+            let wrappers = wrappers(&setup()?, &EncryptConfig::default(), Some(&a.src))?;
+            let selection = LayerSelection::new(a.layers.clone());
             let report = job
                 .run(&DecryptHandler::new(&wrappers, &dc, &selection))
                 .with_context(|| format!("decrypting {} to {}", a.src, a.dst))?;
@@ -83,8 +87,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 Default::default()
             };
             let remove = removal_matcher(&parse_specs(&a.remove)?)?;
-            let wrappers = wrappers(add.as_ref().unwrap_or(&EncryptConfig::default()))?;
-            let selection = LayerSelection::new(a.layers);
+            let wrappers = wrappers(
+                &setup()?,
+                add.as_ref().unwrap_or(&EncryptConfig::default()),
+                Some(&a.src),
+            )?;
+            let selection = LayerSelection::new(a.layers.clone());
             let rewrap = Rewrap {
                 add: add.as_ref(),
                 remove: if a.remove.is_empty() {
@@ -110,7 +118,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Inspect(a) => {
             let src: ImageRef = a.src.parse()?;
-            let wrappers = wrappers(&EncryptConfig::default())?;
+            let wrappers = wrappers(&setup()?, &EncryptConfig::default(), None)?;
             let report =
                 inspect::inspect_image(&src, &transport(&a.transport)?, &wrappers, &a.certs)
                     .with_context(|| format!("inspecting {}", a.src))?;
@@ -123,12 +131,16 @@ pub fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Keygen(a) => keygen(&a.kind, &a.out, a.force)?,
+        Command::Login(a) => group::login(&setup()?, a)?,
+        Command::Logout => group::logout(&setup()?)?,
+        Command::Group(c) => group::group(&setup()?, c)?,
+        Command::Audit(a) => group::audit(&setup()?, a)?,
     }
     Ok(())
 }
 
 #[allow(clippy::print_stderr)]
-fn status(quiet: bool, msg: &str) {
+pub(crate) fn status(quiet: bool, msg: &str) {
     if !quiet {
         eprintln!("{msg}");
     }
@@ -141,10 +153,26 @@ fn parse_specs(values: &[String]) -> Result<Vec<RecipientSpec>> {
         .collect()
 }
 
-/// JWE, PKCS#7 and the configured key providers.
-fn wrappers(_ec: &EncryptConfig) -> Result<Wrappers> {
+/// JWE, PKCS#7, the configured key providers and the built-in `layercrypt` provider for group
+/// recipients. The built-in one replaces a `layercrypt` provider from
+/// OCICRYPT_KEYPROVIDER_CONFIG only when a broker is configured or a group recipient is given.
+fn wrappers(setup: &BrokerSetup, ec: &EncryptConfig, image: Option<&str>) -> Result<Wrappers> {
     let providers = load_config_from_env().context("reading OCICRYPT_KEYPROVIDER_CONFIG")?;
-    Ok(Wrappers::new().with_providers(providers))
+    let external = providers.contains_key(PROVIDER_LAYERCRYPT);
+    let mut wrappers = Wrappers::new().with_providers(providers);
+    let group_recipient = ec.providers.iter().any(|p| p.name == PROVIDER_LAYERCRYPT);
+    if group_recipient && setup.broker.is_none() {
+        return Err(layercrypt_group::Error::NoBroker {
+            config: layercrypt_group::config::UserConfig::default_path()?
+                .display()
+                .to_string(),
+        }
+        .into());
+    }
+    if setup.broker.is_some() || group_recipient || !external {
+        wrappers.push(Box::new(setup.wrapper(image)?));
+    }
+    Ok(wrappers)
 }
 
 fn transport(t: &TransportArgs) -> Result<TransportOptions> {

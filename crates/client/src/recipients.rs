@@ -3,8 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use layercrypt_group::payload::GroupName;
+use layercrypt_group::wrap::{group_param, is_group_recipient};
 use layercrypt_ocicrypt::keys::{jwk_thumbprint, load_certificates, load_public_key, Certificate};
 use layercrypt_ocicrypt::keywrap::RecipientInfo;
+use layercrypt_ocicrypt::spec::PROVIDER_LAYERCRYPT;
 use layercrypt_ocicrypt::{EncryptConfig, ProviderRecipient};
 
 use crate::error::{Error, Result};
@@ -90,6 +93,15 @@ fn certificates(spec: &RecipientSpec, path: &Path) -> Result<Vec<Certificate>> {
     Ok(certs)
 }
 
+fn group_name(spec: &RecipientSpec, g: &str) -> Result<GroupName> {
+    g.parse().map_err(
+        |e: layercrypt_group::payload::PayloadError| Error::Recipient {
+            spec: spec.to_string(),
+            reason: e.to_string(),
+        },
+    )
+}
+
 /// Loads every recipient into an [`EncryptConfig`]. Fails on the first unusable one, naming it.
 pub fn encrypt_config(specs: &[RecipientSpec]) -> Result<EncryptConfig> {
     let mut ec = EncryptConfig::default();
@@ -103,14 +115,10 @@ pub fn encrypt_config(specs: &[RecipientSpec]) -> Result<EncryptConfig> {
                 name: name.clone(),
                 param: param.as_ref().map(|p| p.as_bytes().to_vec()),
             }),
-            RecipientSpec::Group(_) => {
-                return Err(Error::Recipient {
-                    spec: spec.to_string(),
-                    reason:
-                        "group recipients need the layercrypt key broker, which is not built yet"
-                            .into(),
-                })
-            }
+            RecipientSpec::Group(g) => ec.providers.push(ProviderRecipient {
+                name: PROVIDER_LAYERCRYPT.into(),
+                param: Some(group_param(&group_name(spec, g)?)),
+            }),
         }
     }
     if ec.is_empty() {
@@ -124,11 +132,12 @@ pub fn encrypt_config(specs: &[RecipientSpec]) -> Result<EncryptConfig> {
 
 /// A predicate that matches the layer recipients named by `specs` (for `--remove-recipient`):
 /// JWE keys by RFC 7638 thumbprint (the `kid` layercrypt writes), certificates by issuer and
-/// serial, providers by name.
+/// serial, providers by name, groups by the group named in the layercrypt payload.
 pub fn removal_matcher(specs: &[RecipientSpec]) -> Result<impl Fn(&RecipientInfo) -> bool> {
     let mut thumbprints = Vec::new();
     let mut issuer_serials = Vec::new();
     let mut providers = Vec::new();
+    let mut groups = Vec::new();
     for spec in specs {
         match spec {
             RecipientSpec::Jwe(path) => {
@@ -142,14 +151,7 @@ pub fn removal_matcher(specs: &[RecipientSpec]) -> Result<impl Fn(&RecipientInfo
                 }
             }
             RecipientSpec::Provider { name, .. } => providers.push(name.clone()),
-            RecipientSpec::Group(_) => {
-                return Err(Error::Recipient {
-                    spec: spec.to_string(),
-                    reason:
-                        "group recipients need the layercrypt key broker, which is not built yet"
-                            .into(),
-                })
-            }
+            RecipientSpec::Group(g) => groups.push(group_name(spec, g)?),
         }
     }
     Ok(move |r: &RecipientInfo| match r {
@@ -160,7 +162,8 @@ pub fn removal_matcher(specs: &[RecipientSpec]) -> Result<impl Fn(&RecipientInfo
         RecipientInfo::Pkcs7 { issuer, serial } => issuer_serials
             .iter()
             .any(|(i, s)| i == issuer && s == serial),
-        RecipientInfo::Provider { name, .. } => providers.contains(name),
+        RecipientInfo::Provider { name, .. } if providers.contains(name) => true,
+        r @ RecipientInfo::Provider { .. } => groups.iter().any(|g| is_group_recipient(r, g)),
         _ => false,
     })
 }
@@ -189,5 +192,37 @@ mod tests {
         assert!("a.pem".parse::<RecipientSpec>().is_err());
         assert!("pgp:me".parse::<RecipientSpec>().is_err());
         assert!("jwe:".parse::<RecipientSpec>().is_err());
+        assert_eq!(
+            "group:vo.example.org".parse::<RecipientSpec>().ok(),
+            Some(RecipientSpec::Group("vo.example.org".into()))
+        );
+    }
+
+    #[test]
+    fn group_recipients() {
+        let ec = encrypt_config(&[RecipientSpec::Group("vo.example.org".into())]).expect("config");
+        assert_eq!(
+            ec.providers,
+            vec![ProviderRecipient {
+                name: "layercrypt".into(),
+                param: Some(b"group:vo.example.org".to_vec())
+            }]
+        );
+        assert!(encrypt_config(&[RecipientSpec::Group("a/b".into())]).is_err());
+        let m = removal_matcher(&[RecipientSpec::Group("vo.example.org".into())]).expect("matcher");
+        let info = |d: &str| RecipientInfo::Provider {
+            name: "layercrypt".into(),
+            detail: Some(d.into()),
+        };
+        assert!(m(&info(
+            "group vo.example.org (key version 2) at https://b"
+        )));
+        assert!(!m(&info(
+            "group vo.example.org.x (key version 2) at https://b"
+        )));
+        assert!(!m(&RecipientInfo::Provider {
+            name: "other".into(),
+            detail: None
+        }));
     }
 }

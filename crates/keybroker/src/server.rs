@@ -191,17 +191,25 @@ impl App {
                     context: "cannot create the --dev data directory".into(),
                     source,
                 })?;
-            let store = EmbeddedStore::open(dir.path()).await.map_err(ServerError::Store)?;
+            let store = EmbeddedStore::open(dir.path())
+                .await
+                .map_err(ServerError::Store)?;
             dev_dir = Some(dir);
             Arc::new(store)
         } else {
             match config.store.backend {
                 Backend::Embedded => {
                     create_private_dir(&config.data_dir)?;
-                    Arc::new(EmbeddedStore::open(&config.data_dir).await.map_err(ServerError::Store)?)
+                    Arc::new(
+                        EmbeddedStore::open(&config.data_dir)
+                            .await
+                            .map_err(ServerError::Store)?,
+                    )
                 }
                 Backend::Vault => Arc::new(
-                    VaultStore::connect(vault_config(config)?).await.map_err(ServerError::Store)?,
+                    VaultStore::connect(vault_config(config)?)
+                        .await
+                        .map_err(ServerError::Store)?,
                 ),
             }
         };

@@ -16,7 +16,6 @@ use zeroize::Zeroizing;
 
 use crate::model::{AuditEvent, AuditQuery, Grant, Group};
 
-
 pub use embedded::EmbeddedStore;
 pub use vault::{VaultAuth, VaultConfig, VaultStore};
 

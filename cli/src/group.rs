@@ -1,0 +1,332 @@
+//! Group recipients in the CLI: the broker setup, `login`/`logout`, `group …` and `audit`.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use layercrypt_group::client::{
+    check_rfc3339, AuditQuery, BrokerClient, GroupInfo, HttpBrokers, NewGrant, Principal,
+};
+use layercrypt_group::config::{UserConfig, ENV_BROKER};
+use layercrypt_group::login::{self, LoginParams, SystemClock, DEFAULT_CLIENT_ID, DEFAULT_ISSUER};
+use layercrypt_group::payload::GroupName;
+use layercrypt_group::token::{self, read_token_file, AccessToken, TokenOptions, TokenStore};
+use layercrypt_group::wrap::GroupKeyWrapper;
+
+use crate::cli::{AdminArgs, AuditArgs, BrokerArgs, GrantArgs, GroupCommand, LoginArgs};
+
+/// The user's broker, config and token sources, from flags, environment and config.toml.
+pub struct BrokerSetup {
+    /// The user config.
+    pub config: UserConfig,
+    /// The broker: --broker, else LAYERCRYPT_BROKER, else config.toml.
+    pub broker: Option<String>,
+    token: TokenOptions,
+}
+
+impl BrokerSetup {
+    /// Reads config.toml and the environment.
+    pub fn new(args: &BrokerArgs) -> Result<Self> {
+        let path = UserConfig::default_path()?;
+        let config = UserConfig::load(&path)?;
+        let env = std::env::var(ENV_BROKER).ok();
+        let broker = config.broker(args.broker.as_deref(), env.as_deref());
+        let mut token = TokenOptions::new(TokenStore::new(TokenStore::default_path()?));
+        token.token_file = args.token_file.clone();
+        token.oidc_agent_account = args.oidc_agent_account.clone();
+        Ok(Self {
+            config,
+            broker,
+            token,
+        })
+    }
+
+    /// The user's access token, from the first source that has one.
+    pub fn token(&self) -> layercrypt_group::Result<AccessToken> {
+        user_token(&self.token)
+    }
+
+    /// The group key wrapper: recipients from the configured broker, unwrapping only through
+    /// it. The token is read only when a group layer is unwrapped.
+    pub fn wrapper(&self, image: Option<&str>) -> Result<GroupKeyWrapper> {
+        let opts = self.token.clone();
+        let api = HttpBrokers::new(Box::new(move || user_token(&opts)));
+        let mut w = GroupKeyWrapper::new(Arc::new(api));
+        if let Some(b) = &self.broker {
+            w = w.with_broker(b).context("the configured broker")?;
+        }
+        if let Some(i) = image {
+            w = w.with_image(i);
+        }
+        Ok(w)
+    }
+
+    fn broker_client(&self, admin: &AdminArgs) -> Result<BrokerClient> {
+        let broker = self
+            .broker
+            .as_deref()
+            .ok_or_else(|| layercrypt_group::Error::NoBroker {
+                config: UserConfig::default_path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            })?;
+        let token = match &admin.admin_token_file {
+            Some(f) => read_token_file(f)?,
+            None => self.token()?,
+        };
+        Ok(BrokerClient::new(broker)?.with_token(token))
+    }
+}
+
+fn user_token(opts: &TokenOptions) -> layercrypt_group::Result<AccessToken> {
+    let env = |k: &str| std::env::var(k).ok();
+    let refresh = |s: &token::StoredTokens| login::refresh(s, token::unix_now());
+    let (t, source) = token::access_token(opts, &env, token::unix_now(), &refresh)?;
+    tracing::debug!(%source, "using access token");
+    Ok(t)
+}
+
+/// `layercrypt login`.
+pub fn login(setup: &BrokerSetup, args: &LoginArgs) -> Result<()> {
+    let params = LoginParams {
+        issuer: args
+            .issuer
+            .clone()
+            .or_else(|| setup.config.issuer.clone())
+            .unwrap_or_else(|| DEFAULT_ISSUER.into()),
+        client_id: args
+            .client_id
+            .clone()
+            .or_else(|| setup.config.client_id.clone())
+            .unwrap_or_else(|| DEFAULT_CLIENT_ID.into()),
+        scopes: args.scopes.clone(),
+    };
+    let tokens = login::device_login(&params, &mut std::io::stderr(), &SystemClock)?;
+    setup.token.store.save(&tokens)?;
+    crate::run::status(
+        false,
+        &format!(
+            "logged in at {}; tokens kept in {}{}",
+            params.issuer,
+            setup.token.store.path().display(),
+            if tokens.refresh_token.is_some() {
+                ""
+            } else {
+                " (no refresh token: log in again in an hour)"
+            }
+        ),
+    );
+    Ok(())
+}
+
+/// `layercrypt logout`.
+pub fn logout(setup: &BrokerSetup) -> Result<()> {
+    setup.token.store.remove()?;
+    crate::run::status(
+        false,
+        &format!("removed {}", setup.token.store.path().display()),
+    );
+    Ok(())
+}
+
+fn name(n: &str) -> Result<GroupName> {
+    n.parse().map_err(anyhow::Error::from)
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn print_group(g: &GroupInfo, json: bool) -> Result<()> {
+    if json {
+        return print_json(g);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "group {} (current key version {}, created {})",
+        g.name, g.current_version, g.created
+    )?;
+    writeln!(out, "\nVERSION  CREATED               RECIPIENT")?;
+    for v in &g.versions {
+        let mark = if v.version == g.current_version {
+            "*"
+        } else {
+            " "
+        };
+        writeln!(
+            out,
+            "{:<7}{mark} {:<21} {}",
+            v.version, v.created, v.recipient
+        )?;
+    }
+    writeln!(
+        out,
+        "\nGRANT                 WHO                                       NETWORKS        EXPIRES"
+    )?;
+    if g.grants.is_empty() {
+        writeln!(out, "(none: nobody can decrypt)")?;
+    }
+    for gr in &g.grants {
+        let nets = if gr.networks.is_empty() {
+            "any".to_owned()
+        } else {
+            gr.networks.join(",")
+        };
+        writeln!(
+            out,
+            "{:<21} {:<41} {:<15} {}",
+            gr.id,
+            gr.principal(),
+            nets,
+            gr.expires.as_deref().unwrap_or("never")
+        )?;
+    }
+    Ok(())
+}
+
+/// `layercrypt group …`.
+pub fn group(setup: &BrokerSetup, cmd: &GroupCommand) -> Result<()> {
+    match cmd {
+        GroupCommand::Create { name: n, admin } => {
+            let g = setup.broker_client(admin)?.create_group(&name(n)?)?;
+            print_group(&g, admin.json)?;
+        }
+        GroupCommand::List { admin } => {
+            let groups = setup.broker_client(admin)?.list_groups()?;
+            if admin.json {
+                return print_json(&groups);
+            }
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<32} {:>7} {:>6}  CREATED",
+                "GROUP", "VERSION", "GRANTS"
+            )?;
+            for g in &groups {
+                writeln!(
+                    out,
+                    "{:<32} {:>7} {:>6}  {}",
+                    g.name,
+                    g.current_version,
+                    g.grants.len(),
+                    g.created
+                )?;
+            }
+        }
+        GroupCommand::Show { name: n, admin } => {
+            let g = setup.broker_client(admin)?.group(&name(n)?)?;
+            print_group(&g, admin.json)?;
+        }
+        GroupCommand::Delete {
+            name: n,
+            yes,
+            admin,
+        } => {
+            if !yes {
+                bail!("deleting group {n} destroys its keys: layers encrypted for it can no longer be decrypted; add --yes");
+            }
+            setup.broker_client(admin)?.delete_group(&name(n)?)?;
+            crate::run::status(false, &format!("deleted group {n}"));
+        }
+        GroupCommand::Grant(a) => grant(setup, a)?,
+        GroupCommand::Revoke {
+            name: n,
+            grant_id,
+            admin,
+        } => {
+            setup
+                .broker_client(admin)?
+                .remove_grant(&name(n)?, grant_id)?;
+            crate::run::status(false, &format!("removed grant {grant_id} of group {n}"));
+        }
+        GroupCommand::Rotate { name: n, admin } => {
+            let g = setup.broker_client(admin)?.rotate(&name(n)?)?;
+            print_group(&g, admin.json)?;
+        }
+    }
+    Ok(())
+}
+
+fn grant(setup: &BrokerSetup, a: &GrantArgs) -> Result<()> {
+    let principal = match (&a.entitlement, &a.subject, &a.dn) {
+        (Some(e), None, None) => Principal::Entitlement {
+            value: e.clone(),
+            prefix: a.prefix,
+        },
+        (None, Some(s), None) => Principal::Subject(s.clone()),
+        (None, None, Some(d)) => Principal::Dn(d.clone()),
+        _ => bail!("give exactly one of --entitlement, --subject, --dn"),
+    };
+    if let Some(e) = &a.expires {
+        check_rfc3339("--expires", e)?;
+    }
+    let grant = NewGrant {
+        principal,
+        networks: a.networks.clone(),
+        expires: a.expires.clone(),
+    };
+    let g = setup
+        .broker_client(&a.admin)?
+        .add_grant(&name(&a.name)?, &grant)?;
+    if a.admin.json {
+        return print_json(&g);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "granted {} access to group {} (grant {})",
+        g.principal(),
+        a.name,
+        g.id
+    )?;
+    Ok(())
+}
+
+/// `layercrypt audit`.
+pub fn audit(setup: &BrokerSetup, a: &AuditArgs) -> Result<()> {
+    if let Some(s) = &a.since {
+        check_rfc3339("--since", s)?;
+    }
+    let query = AuditQuery {
+        group: a.group.clone(),
+        subject: a.subject.clone(),
+        since: a.since.clone(),
+        limit: a.limit,
+    };
+    let events = setup.broker_client(&a.admin)?.audit(&query)?;
+    if a.admin.json {
+        return print_json(&events);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<25} {:<8} {:<24} {:<4} {:<40} REASON",
+        "TIME", "DECISION", "GROUP", "KEY", "WHO"
+    )?;
+    for e in &events {
+        let who = e.subject.as_deref().or(e.dn.as_deref()).unwrap_or("-");
+        let version = e
+            .key_version
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "-".into());
+        writeln!(
+            out,
+            "{:<25} {:<8} {:<24} {:<4} {:<40} {}{}",
+            e.time,
+            e.decision,
+            e.group.as_deref().unwrap_or("-"),
+            version,
+            who,
+            e.reason,
+            e.client
+                .as_deref()
+                .map(|c| format!(" (from {c})"))
+                .unwrap_or_default()
+        )?;
+    }
+    Ok(())
+}

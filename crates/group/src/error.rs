@@ -1,0 +1,155 @@
+//! The error type of this crate.
+//!
+//! Messages name the broker or issuer and say what to do. They never contain tokens, device
+//! codes, keys or response bodies (only the broker's `message` field, which the contract
+//! defines as safe text, bounded).
+
+use std::path::PathBuf;
+
+use crate::payload::PayloadError;
+
+/// What to do when the broker refused the token (401). Also used by the CLI to recognise the
+/// case inside ocicrypt's unwrap error, which carries causes as text.
+pub const ADVICE_LOGIN: &str = "your token was refused: run `layercrypt login`";
+/// What to do when the broker refused access (403).
+pub const ADVICE_ASK_ADMIN: &str = "ask the group admin";
+
+/// Errors of group recipients, the broker client and the token sources.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The payload is malformed.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+
+    /// 401 from the broker.
+    #[error("broker {broker}: {ADVICE_LOGIN} (or give a fresh one with --token-file or OIDC_ACCESS_TOKEN)")]
+    Unauthenticated {
+        /// Broker base URL.
+        broker: String,
+    },
+
+    /// 403 from the broker on an unwrap.
+    #[error("broker {broker}: not a member of group {group} (or access from this network is not granted); {ADVICE_ASK_ADMIN}")]
+    NotMember {
+        /// Broker base URL.
+        broker: String,
+        /// The group.
+        group: String,
+    },
+
+    /// 403 from the broker on an admin route.
+    #[error("broker {broker}: forbidden: your token is not a broker administrator's (give --admin-token-file for the bootstrap admin)")]
+    NotAdmin {
+        /// Broker base URL.
+        broker: String,
+    },
+
+    /// 503 from the broker, or it could not be reached.
+    #[error("broker {broker} unavailable, try again ({reason})")]
+    Unavailable {
+        /// Broker base URL.
+        broker: String,
+        /// What happened (no body).
+        reason: String,
+    },
+
+    /// 404 from the broker.
+    #[error("broker {broker}: {what} not found")]
+    NotFound {
+        /// Broker base URL.
+        broker: String,
+        /// What was asked for.
+        what: String,
+    },
+
+    /// Any other unexpected answer.
+    #[error("broker {broker}: HTTP {status} {code}: {message}")]
+    Status {
+        /// Broker base URL.
+        broker: String,
+        /// HTTP status.
+        status: u16,
+        /// The contract's error code, if any.
+        code: String,
+        /// The contract's safe message, bounded.
+        message: String,
+    },
+
+    /// The broker's answer does not follow the contract.
+    #[error("broker {broker}: unexpected answer: {reason}")]
+    Protocol {
+        /// Broker base URL.
+        broker: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A payload names a broker that is not allowed here.
+    #[error("the layer names broker {broker}, which is not allowed here (allowed: {allowed}); if you trust it, give --broker {broker}")]
+    BrokerNotAllowed {
+        /// The broker in the payload.
+        broker: String,
+        /// The allowed brokers, comma-separated, or "none configured".
+        allowed: String,
+    },
+
+    /// A group recipient but no broker.
+    #[error("no key broker is configured: give --broker URL, set LAYERCRYPT_BROKER, or put broker = \"https://…\" in {config}")]
+    NoBroker {
+        /// The user config file path.
+        config: String,
+    },
+
+    /// Group recipients that cannot be used together or at all.
+    #[error("recipient {recipient}: {reason}")]
+    Recipient {
+        /// As given.
+        recipient: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+
+    /// age encryption or decryption failed.
+    #[error("age: {0}")]
+    Age(String),
+
+    /// No token, or a token source failed.
+    #[error("access token: {0}")]
+    Token(String),
+
+    /// The device login or a token refresh failed.
+    #[error("login at {issuer}: {reason}")]
+    Login {
+        /// The issuer.
+        issuer: String,
+        /// What happened and what to do.
+        reason: String,
+    },
+
+    /// A file could not be read or written.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A value given by the user is unusable.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// True for the broker's "who are you" and "not you" refusals (401 and 403).
+    pub fn is_access_refused(&self) -> bool {
+        matches!(
+            self,
+            Error::Unauthenticated { .. } | Error::NotMember { .. } | Error::NotAdmin { .. }
+        )
+    }
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
