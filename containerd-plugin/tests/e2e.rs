@@ -347,3 +347,128 @@ fn run_container(env: &Env, reference: &str) {
     );
     eprintln!("ok   ctr run in {:?}: {}", t.elapsed(), stdout.trim());
 }
+
+/// The binaries on their own (no containerd, no root): the payload on fd 3 through bash
+/// `3<file`, stdout, the one stderr line and the exit status.
+#[test]
+fn decoder_and_keyprovider_binaries() {
+    use layercrypt_node::payload::{encode_any, PAYLOAD_TYPE_URL};
+    use layercrypt_ocicrypt::layer::{encrypt_layer, Wrappers};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    let ec = keypair(&keys, "node");
+    let plain = noise(300 * 1024, 3);
+    let mut ct = Vec::new();
+    let zero = format!("sha256:{}", "0".repeat(64));
+    let ann = encrypt_layer(&Wrappers::new(), &ec, &mut &plain[..], &mut ct, &zero).unwrap();
+    let digest = image::sha256(&ct);
+    let payload = |ann: &std::collections::BTreeMap<String, String>| {
+        let json = serde_json::json!({
+            "DecryptConfig": {"Parameters": null},
+            "Descriptor": {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip+encrypted",
+                           "digest": digest, "size": ct.len(), "annotations": ann},
+        });
+        encode_any(PAYLOAD_TYPE_URL, json.to_string().as_bytes())
+    };
+    std::fs::write(tmp.path().join("ct"), &ct).unwrap();
+    let run = |payload: Option<&[u8]>| {
+        let fd3 = match payload {
+            Some(p) => {
+                std::fs::write(tmp.path().join("payload"), p).unwrap();
+                "3<payload"
+            }
+            None => "3<&-",
+        };
+        Command::new("/bin/bash")
+            .arg("-c")
+            .arg(format!(
+                r#"exec "$0" --decryption-keys-path keys {fd3} <ct"#
+            ))
+            .arg(DECODER)
+            .current_dir(tmp.path())
+            .env(
+                "STREAM_PROCESSOR_MEDIATYPE",
+                "application/vnd.oci.image.layer.v1.tar+gzip+encrypted",
+            )
+            .output()
+            .unwrap()
+    };
+    // Good layer: exactly the plaintext, nothing on stderr, exit 0.
+    let out = run(Some(&payload(&ann)));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == plain && out.stderr.is_empty());
+    // Forged HMAC: one stderr line naming the layer, exit 1, the tail withheld.
+    let mut bad = ann.clone();
+    bad.insert(
+        "org.opencontainers.image.enc.pubopts".into(),
+        layercrypt_ocicrypt::options::PublicOptions::new([1; 32]).to_annotation(),
+    );
+    let out = run(Some(&payload(&bad)));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "layercrypt-decoder: layer {digest}: tampered layer"
+        )),
+        "{err}"
+    );
+    assert!(out.stdout.len() <= plain.len() - 64 * 1024);
+    // No fd 3.
+    let out = run(None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("no decryption payload on fd 3"), "{err}");
+    assert!(out.stdout.is_empty());
+
+    // Key provider: a group unwrap is refused with the not-merged message; exit 1.
+    let annotation = base64_std(
+        br#"{"v":1,"broker":"https://keys.example.org","group":"vo","version":1,"age":"YWdl"}"#,
+    );
+    let node = tmp.path().join("node.toml");
+    std::fs::write(tmp.path().join("token"), "t").unwrap();
+    std::fs::write(
+        &node,
+        format!(
+            "brokers = [\"https://keys.example.org\"]\n[credential]\nkind = \"token-file\"\ntoken_file = \"{}\"\n",
+            tmp.path().join("token").display()
+        ),
+    )
+    .unwrap();
+    let request = format!(
+        r#"{{"op":"keyunwrap","keywrapparams":{{"ec":null,"optsdata":null}},"keyunwrapparams":{{"dc":{{"Parameters":{{"privkeys":["c2VjcmV0"]}}}},"annotation":"{annotation}"}}}}"#
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_layercrypt-keyprovider"))
+        .arg("--config")
+        .arg(&node)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        err.trim(),
+        "layercrypt-keyprovider: group unwrap needs the broker client (not merged yet)"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+fn base64_std(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
