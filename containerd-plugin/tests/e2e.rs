@@ -99,13 +99,15 @@ fn chain_id(diff_ids: &[String]) -> String {
     chain
 }
 
+/// Fields drop in this order: the client, containerd (stopped, mounts undone), the registry,
+/// and only then the temp dir they live in.
 struct Env {
-    tmp: tempfile::TempDir,
-    registry: Registry,
-    containerd: Containerd,
     cri: Cri,
+    containerd: Containerd,
+    registry: Registry,
     node_key: EncryptConfig,
     other_key: EncryptConfig,
+    tmp: tempfile::TempDir,
 }
 
 impl Env {
