@@ -2,13 +2,15 @@
 # The whole layercrypt test suite, on a fresh Debian 12 machine.
 #
 # Installs what the tests need (Debian packages: skopeo = Go ocicrypt for interop,
+# containerd + runc + busybox-static + protobuf-compiler = the containerd end-to-end test,
 # docker-registry = a real registry, build dependencies), then checks formatting and lints,
 # builds everything (fuzz targets included) and runs every test. Needs root or sudo for
 # apt-get when a package is missing. Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(skopeo docker-registry umoci zstd openssl libssl-dev pkg-config ca-certificates)
+packages=(skopeo docker-registry umoci zstd openssl libssl-dev pkg-config ca-certificates
+          containerd runc busybox-static protobuf-compiler)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,79 @@
+//! `layercrypt-decoder`: the containerd stream processor. See `docs/worker-node.md`.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use layercrypt_containerd::cli::DecoderArgs;
+use layercrypt_containerd::{error_line, init_logging};
+use layercrypt_node::config::NodeConfig;
+use layercrypt_node::decode::{decode_layer, DecodeRequest, ENV_MEDIATYPE};
+use layercrypt_node::keydir::{add_payload_keys, load_key_dir, KeyDirReport};
+use layercrypt_node::payload::{self, Payload};
+use layercrypt_ocicrypt::keywrap::keyprovider::load_config_from_env;
+use layercrypt_ocicrypt::layer::Wrappers;
+use layercrypt_ocicrypt::DecryptConfig;
+use tracing::debug;
+
+const PREFIX: &str = "layercrypt-decoder";
+
+fn run(payload: &Payload, args: &DecoderArgs) -> Result<u64, layercrypt_node::Error> {
+    let (node, node_file) = NodeConfig::load_or_default(args.config.as_deref())?;
+    debug!(file = ?node_file, config = %node.summary(), "node config");
+    let mut keys = DecryptConfig::default();
+    let mut key_dir = KeyDirReport::default();
+    for dir in &args.decryption_keys_path {
+        key_dir = load_key_dir(dir, &mut keys);
+        debug!(dir = %dir.display(), usable = key_dir.usable_files, "key directory read");
+    }
+    let from_payload = add_payload_keys(&payload.keys, &mut keys);
+    debug!(from_payload, "keys from the payload");
+    // Key providers as ctd-decoder has them (containerd config `env`); the group wrapper
+    // joins here after the broker merge.
+    let wrappers = Wrappers::new().with_providers(load_config_from_env()?);
+    let media_type = std::env::var(ENV_MEDIATYPE)
+        .ok()
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| payload.descriptor.media_type.clone());
+    debug!(%media_type, digest = %payload.descriptor.digest, "decoding layer");
+    let req = DecodeRequest {
+        media_type: &media_type,
+        descriptor: &payload.descriptor,
+        wrappers: &wrappers,
+        keys: &keys,
+        key_dir: &key_dir,
+        node: &node,
+    };
+    let mut stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    let n = decode_layer(&req, &mut stdin, &mut stdout)?;
+    stdout.flush().map_err(|e| layercrypt_node::Error::Io {
+        what: "flushing stdout",
+        source: e,
+    })?;
+    Ok(n)
+}
+
+fn main() -> ExitCode {
+    // fd 3 first, before anything could open a file and take that number.
+    let payload = payload::read_from_fd3();
+    let args = DecoderArgs::parse();
+    init_logging();
+    let (digest, result) = match payload {
+        Ok(p) => (p.descriptor.digest.clone(), run(&p, &args)),
+        Err(e) => ("<unknown digest>".to_owned(), Err(e)),
+    };
+    match result {
+        Ok(n) => {
+            debug!(bytes = n, "layer decrypted");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // stderr is complete and flushed before stdout closes (at exit): containerd reads
+            // it only after the unpack, and kills us once it is done with stdout.
+            error_line(PREFIX, &format!("layer {digest}: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! End-to-end: Debian's containerd 1.6 pulls ocicrypt-encrypted images from a local
+//! docker-registry through the CRI `PullImage` RPC and unpacks them with our
+//! `layercrypt-decoder` as the stream processor, payload on fd 3 and all.
+//!
+//! Needs root (overlayfs mounts, containerd) and `apt-get install -y containerd runc
+//! docker-registry busybox-static protobuf-compiler`; fails with that hint otherwise.
+//! Everything runs under one temp dir: containerd root/state/socket, registry storage, keys.
+//! Only `ctr run` needs the hard-coded `/run/containerd/{fifo,runc,s}` of the runc shim and
+//! ctr (containerd.md §6): the test creates `/run/containerd` if missing and removes it after.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr, clippy::print_stdout)]
+
+mod harness;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use harness::containerd::Containerd;
+use harness::cri::Cri;
+use harness::image::{self, Comp, Layer};
+use harness::registry::Registry;
+use layercrypt_ocicrypt::keys::{generate_keypair, load_public_key, KeyKind};
+use layercrypt_ocicrypt::EncryptConfig;
+
+const DECODER: &str = env!("CARGO_BIN_EXE_layercrypt-decoder");
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        == Some("0")
+}
+
+fn keypair(dir: &Path, name: &str) -> EncryptConfig {
+    let (private, public) = generate_keypair(KeyKind::EcP256).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.pem")), private.expose_secret()).unwrap();
+    let pubfile = dir.join(format!("{name}.pub.pem"));
+    std::fs::write(&pubfile, public).unwrap();
+    let mut ec = EncryptConfig::default();
+    ec.jwe.push(load_public_key(&pubfile).unwrap());
+    std::fs::remove_file(&pubfile).unwrap();
+    ec
+}
+
+/// Pseudo-random bytes (so compressed layers stay larger than the 64 KiB hold-back).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn secret_layer(name: &str, comp: Comp, with_busybox: bool) -> Layer {
+    let mut files = vec![
+        (
+            format!("etc/secret-{name}.txt"),
+            format!("the secret of {name}\n").into_bytes(),
+            0o644,
+        ),
+        (
+            format!("data/{name}.bin"),
+            noise(200 * 1024, name.len() as u64 + 7),
+            0o644,
+        ),
+    ];
+    let mut symlinks = vec![];
+    if with_busybox {
+        files.push((
+            "bin/busybox".into(),
+            std::fs::read("/bin/busybox").unwrap(),
+            0o755,
+        ));
+        for l in ["sh", "cat", "ls"] {
+            symlinks.push((format!("bin/{l}"), "busybox".into()));
+        }
+    }
+    Layer {
+        files,
+        symlinks,
+        comp,
+    }
+}
+
+/// The chain ID of a list of diff_ids (the key of the top committed snapshot).
+fn chain_id(diff_ids: &[String]) -> String {
+    let mut chain = diff_ids[0].clone();
+    for d in &diff_ids[1..] {
+        chain = image::sha256(format!("{chain} {d}").as_bytes());
+    }
+    chain
+}
+
+/// Fields drop in this order: the client, containerd (stopped, mounts undone), the registry,
+/// and only then the temp dir they live in.
+struct Env {
+    cri: Cri,
+    containerd: Containerd,
+    registry: Registry,
+    node_key: EncryptConfig,
+    other_key: EncryptConfig,
+    tmp: tempfile::TempDir,
+}
+
+impl Env {
+    /// Builds the plain image, encrypts `encrypt_layers` (all if empty) for `ec`, optionally
+    /// tampers, pushes; returns (reference, diff_ids, encrypted layer digests).
+    fn image(
+        &self,
+        name: &str,
+        layers: Vec<Layer>,
+        encrypt_layers: Vec<i64>,
+        for_node: bool,
+        tamper: bool,
+    ) -> (String, Vec<String>, Vec<String>) {
+        let base = self.tmp.path().join("images").join(name);
+        let plain = base.join("plain");
+        let enc = base.join("enc");
+        let diff_ids = image::build_layout(
+            &plain,
+            &layers,
+            &["/bin/cat", &format!("/etc/secret-{name}.txt")],
+        );
+        let ec = if for_node {
+            &self.node_key
+        } else {
+            &self.other_key
+        };
+        image::encrypt(&plain, &enc, ec, encrypt_layers);
+        if tamper {
+            image::tamper_hmac(&enc, 0);
+        }
+        let reference = format!("{}/test/{name}:latest", self.registry.host());
+        image::push(&enc, &reference);
+        let encrypted = image::layers(&enc)
+            .into_iter()
+            .filter(|(mt, _)| mt.ends_with("+encrypted"))
+            .map(|(_, d)| d)
+            .collect();
+        (reference, diff_ids, encrypted)
+    }
+
+    fn assert_unpacked(&mut self, name: &str, reference: &str, diff_ids: &[String]) {
+        let t = Instant::now();
+        let image_ref = self
+            .cri
+            .pull(reference)
+            .unwrap_or_else(|e| panic!("{name}: pull failed: {e}\n{}", self.containerd.log_tail()));
+        let status = self
+            .cri
+            .status(reference)
+            .unwrap()
+            .expect("ImageStatus knows it");
+        assert_eq!(status.id, image_ref, "{name}");
+        assert!(status.repo_tags.iter().any(|t| t == reference), "{name}");
+        // Unpacked with the right diff_ids: the top snapshot is the image's chain ID.
+        let snaps = self
+            .containerd
+            .ctr(&["snapshots", "--snapshotter", "overlayfs", "ls"]);
+        let snaps = String::from_utf8_lossy(&snaps.stdout);
+        let chain = chain_id(diff_ids);
+        assert!(
+            snaps.contains(&chain),
+            "{name}: no snapshot {chain} in\n{snaps}"
+        );
+        let secret = self
+            .containerd
+            .find_in_snapshots(&format!("etc/secret-{name}.txt"))
+            .expect("the secret file in an overlayfs snapshot");
+        assert_eq!(secret, format!("the secret of {name}\n").as_bytes());
+        eprintln!(
+            "ok   {name}: pulled + unpacked in {:?}; /etc/secret-{name}.txt = {:?}",
+            t.elapsed(),
+            String::from_utf8_lossy(&secret).trim()
+        );
+    }
+
+    fn assert_pull_fails(&mut self, name: &str, reference: &str) -> String {
+        let err = self
+            .cri
+            .pull(reference)
+            .expect_err(&format!("{name}: pull must fail"));
+        assert!(
+            self.cri.status(reference).unwrap().is_none(),
+            "{name}: a failed pull left an image"
+        );
+        eprintln!("ok   {name}: pull failed: {err}");
+        err
+    }
+}
+
+#[test]
+fn containerd_pulls_and_unpacks_encrypted_images() {
+    let started = Instant::now();
+    assert!(
+        is_root(),
+        "this test needs root (containerd, overlayfs mounts); run it as root"
+    );
+    harness::require_program("busybox", "busybox-static");
+    let tmp = tempfile::Builder::new().prefix("lc-e2e").tempdir().unwrap();
+    let keys = tmp.path().join("node-keys");
+    let node_key = keypair(&keys, "node");
+    let other_key = keypair(&tmp.path().join("elsewhere"), "other");
+    // Junk in the key dir is skipped, as by ctd-decoder.
+    std::fs::write(keys.join("README"), "not a key").unwrap();
+
+    let registry = Registry::start(tmp.path());
+    let containerd = Containerd::start(tmp.path(), Path::new(DECODER), &keys, &registry.host());
+    let mut cri = Cri::connect(&containerd.socket);
+    harness::wait_for("the CRI plugin", Duration::from_secs(30), || {
+        cri.status("127.0.0.1/none:x").is_ok()
+    });
+    eprintln!("containerd + registry up after {:?}", started.elapsed());
+    let mut env = Env {
+        tmp,
+        registry,
+        containerd,
+        cri,
+        node_key,
+        other_key,
+    };
+
+    // 1. tar+gzip+encrypted, with busybox (run below).
+    let (gz_ref, ids, _) = env.image(
+        "enc-gzip",
+        vec![secret_layer("enc-gzip", Comp::Gzip, true)],
+        vec![],
+        true,
+        false,
+    );
+    env.assert_unpacked("enc-gzip", &gz_ref, &ids);
+
+    // 2. tar+encrypted and 3. tar+zstd+encrypted (decompressed by the decoder).
+    for (name, comp) in [("enc-tar", Comp::Tar), ("enc-zstd", Comp::Zstd)] {
+        let (r, ids, _) = env.image(
+            name,
+            vec![secret_layer(name, comp, false)],
+            vec![],
+            true,
+            false,
+        );
+        env.assert_unpacked(name, &r, &ids);
+        env.cri.remove(&r).unwrap();
+        assert!(env.cri.status(&r).unwrap().is_none());
+    }
+
+    // 4. A plain layer under an encrypted one.
+    let (r, ids, enc) = env.image(
+        "mixed",
+        vec![
+            Layer::file("etc/plain-mixed.txt", b"plain base layer\n", Comp::Gzip),
+            secret_layer("mixed", Comp::Gzip, false),
+        ],
+        vec![1],
+        true,
+        false,
+    );
+    assert_eq!(enc.len(), 1);
+    env.assert_unpacked("mixed", &r, &ids);
+    env.cri.remove(&r).unwrap();
+
+    // 5. Encrypted for a key this node does not have: the CRI error carries our line.
+    let (r, _, enc) = env.image(
+        "nokey",
+        vec![secret_layer("nokey", Comp::Gzip, false)],
+        vec![],
+        false,
+        false,
+    );
+    let err = env.assert_pull_fails("nokey", &r);
+    let line = format!(
+        "layercrypt-decoder: layer {}: no key for this layer on this node",
+        enc[0]
+    );
+    assert!(err.contains(&line), "expected {line:?} in {err:?}");
+    assert!(err.contains("JWE EC P-256 key"), "who could decrypt: {err}");
+    assert!(err.contains("1 usable key file(s)"), "{err}");
+
+    // 6. Tampered: pubopts carries a wrong HMAC (manifest edited by someone without the key).
+    // A large layer, so most plaintext is released before the HMAC check at EOF.
+    let (r, tampered_ids, enc) = env.image(
+        "tampered",
+        vec![secret_layer("tampered", Comp::Gzip, true)],
+        vec![],
+        true,
+        true,
+    );
+    let err = env.assert_pull_fails("tampered", &r);
+    assert!(
+        err.contains(&format!(
+            "layercrypt-decoder: layer {}: tampered layer",
+            enc[0]
+        )) || err.contains("unexpected EOF")
+            || err.contains("wrong diff id"),
+        "{err}"
+    );
+    let snaps = env
+        .containerd
+        .ctr(&["snapshots", "--snapshotter", "overlayfs", "ls"]);
+    assert!(
+        !String::from_utf8_lossy(&snaps.stdout).contains(&chain_id(&tampered_ids)),
+        "a tampered layer must not become a committed snapshot"
+    );
+
+    // 7. Run the decrypted image (runc): prints the secret.
+    run_container(&env, &gz_ref);
+
+    env.cri.remove(&gz_ref).unwrap();
+    assert!(env.cri.status(&gz_ref).unwrap().is_none());
+    eprintln!("e2e total {:?}", started.elapsed());
+}
+
+/// `ctr run --rm` of a CRI-pulled image. The runc shim and ctr use the hard-coded
+/// `/run/containerd/{s,fifo,runc}` even with a private state dir (containerd.md §6).
+fn run_container(env: &Env, reference: &str) {
+    let run_dir = Path::new("/run/containerd");
+    let created = !run_dir.exists();
+    if created {
+        std::fs::create_dir_all(run_dir).unwrap();
+    }
+    let t = Instant::now();
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(&env.containerd.ctr)
+        .arg("-a")
+        .arg(&env.containerd.socket)
+        .args(["-n", "k8s.io", "run", "--rm", "--snapshotter", "overlayfs"])
+        .arg(reference)
+        .arg("lc-e2e-run")
+        .output()
+        .unwrap();
+    if created {
+        let _ = std::fs::remove_dir_all(run_dir);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("the secret of enc-gzip"),
+        "ctr run: {}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("ok   ctr run in {:?}: {}", t.elapsed(), stdout.trim());
+}
+
+/// The binaries on their own (no containerd, no root): the payload on fd 3 through bash
+/// `3<file`, stdout, the one stderr line and the exit status.
+#[test]
+fn decoder_and_keyprovider_binaries() {
+    use layercrypt_node::payload::{encode_any, PAYLOAD_TYPE_URL};
+    use layercrypt_ocicrypt::layer::{encrypt_layer, Wrappers};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    let ec = keypair(&keys, "node");
+    let plain = noise(300 * 1024, 3);
+    let mut ct = Vec::new();
+    let zero = format!("sha256:{}", "0".repeat(64));
+    let ann = encrypt_layer(&Wrappers::new(), &ec, &mut &plain[..], &mut ct, &zero).unwrap();
+    let digest = image::sha256(&ct);
+    let payload = |ann: &std::collections::BTreeMap<String, String>| {
+        let json = serde_json::json!({
+            "DecryptConfig": {"Parameters": null},
+            "Descriptor": {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip+encrypted",
+                           "digest": digest, "size": ct.len(), "annotations": ann},
+        });
+        encode_any(PAYLOAD_TYPE_URL, json.to_string().as_bytes())
+    };
+    std::fs::write(tmp.path().join("ct"), &ct).unwrap();
+    let run = |payload: Option<&[u8]>| {
+        let fd3 = match payload {
+            Some(p) => {
+                std::fs::write(tmp.path().join("payload"), p).unwrap();
+                "3<payload"
+            }
+            None => "3<&-",
+        };
+        Command::new("/bin/bash")
+            .arg("-c")
+            .arg(format!(
+                r#"exec "$0" --decryption-keys-path keys {fd3} <ct"#
+            ))
+            .arg(DECODER)
+            .current_dir(tmp.path())
+            .env(
+                "STREAM_PROCESSOR_MEDIATYPE",
+                "application/vnd.oci.image.layer.v1.tar+gzip+encrypted",
+            )
+            .output()
+            .unwrap()
+    };
+    // Good layer: exactly the plaintext, nothing on stderr, exit 0.
+    let out = run(Some(&payload(&ann)));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == plain && out.stderr.is_empty());
+    // Forged HMAC: one stderr line naming the layer, exit 1, the tail withheld.
+    let mut bad = ann.clone();
+    bad.insert(
+        "org.opencontainers.image.enc.pubopts".into(),
+        layercrypt_ocicrypt::options::PublicOptions::new([1; 32]).to_annotation(),
+    );
+    let out = run(Some(&payload(&bad)));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "layercrypt-decoder: layer {digest}: tampered layer"
+        )),
+        "{err}"
+    );
+    assert!(out.stdout.len() <= plain.len() - 64 * 1024);
+    // No fd 3.
+    let out = run(None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("no decryption payload on fd 3"), "{err}");
+    assert!(out.stdout.is_empty());
+
+    // Key provider: a group unwrap is refused with the not-merged message; exit 1.
+    let annotation = base64_std(
+        br#"{"v":1,"broker":"https://keys.example.org","group":"vo","version":1,"age":"YWdl"}"#,
+    );
+    let node = tmp.path().join("node.toml");
+    std::fs::write(tmp.path().join("token"), "t").unwrap();
+    std::fs::write(
+        &node,
+        format!(
+            "brokers = [\"https://keys.example.org\"]\n[credential]\nkind = \"token-file\"\ntoken_file = \"{}\"\n",
+            tmp.path().join("token").display()
+        ),
+    )
+    .unwrap();
+    let request = format!(
+        r#"{{"op":"keyunwrap","keywrapparams":{{"ec":null,"optsdata":null}},"keyunwrapparams":{{"dc":{{"Parameters":{{"privkeys":["c2VjcmV0"]}}}},"annotation":"{annotation}"}}}}"#
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_layercrypt-keyprovider"))
+        .arg("--config")
+        .arg(&node)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        err.trim(),
+        "layercrypt-keyprovider: group unwrap needs the broker client (not merged yet)"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+fn base64_std(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
