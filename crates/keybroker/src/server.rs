@@ -190,12 +190,10 @@ impl App {
             // embedded store refuses a data directory that group or others can enter.
             #[cfg(unix)]
             builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
-            let dir = builder
-                .tempdir()
-                .map_err(|source| ServerError::Io {
-                    context: "cannot create the --dev data directory".into(),
-                    source,
-                })?;
+            let dir = builder.tempdir().map_err(|source| ServerError::Io {
+                context: "cannot create the --dev data directory".into(),
+                source,
+            })?;
             let store = EmbeddedStore::open(dir.path())
                 .await
                 .map_err(ServerError::Store)?;
