@@ -2,14 +2,17 @@
 # A self-contained demo of layercrypt's main job on this machine, on embedded defaults:
 # build, make a small image, encrypt it for a JWE key and an X.509 certificate, inspect it,
 # decrypt it with each key, and check the result is the original image, byte for byte.
+# Then the group chain through the key broker in development mode (`layercrypt-broker serve
+# --dev`: loopback only, throw-away store, built-in token issuer): create a group, grant an
+# entitlement, encrypt for the group, decrypt as a member, be refused as a non-member.
 # Everything happens in a temporary directory; nothing leaves the machine.
-# Usage: scripts/demo.sh            (installs libssl-dev and pkg-config if missing)
+# Usage: scripts/demo.sh   (installs libssl-dev, pkg-config, openssl and curl if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
 missing=()
-for p in libssl-dev pkg-config openssl; do
+for p in libssl-dev pkg-config openssl curl; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -20,11 +23,17 @@ fi
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "build"
-cargo build --quiet --release -p layercrypt-cli
+cargo build --quiet --release -p layercrypt-cli -p layercrypt-broker
 lc="$root/target/release/layercrypt"
+lb="$root/target/release/layercrypt-broker"
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+broker_pid=""
+cleanup() {
+  if [ -n "$broker_pid" ]; then kill "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 cd "$work"
 
 step "a small OCI image with two layers (one holds a 'licensed' binary)"
@@ -80,4 +89,64 @@ step "somebody else's key is refused, and nothing is written"
 if "$lc" decrypt --key mallory.pem oci:enc:v1 oci:dec-mallory:v1; then echo "FAIL: decrypted with the wrong key"; exit 1; fi
 [ ! -e dec-mallory ] && echo "ok: refused (exit code 3), no dec-mallory written"
 
-printf '\n\033[1mDemo finished: encrypted per layer, inspected, decrypted by two different recipients, refused for a third.\033[0m\n'
+step "the key broker in development mode (loopback only, throw-away store, built-in token issuer)"
+# A free loopback port: the broker names its URL in every group payload, so port 0 will not do.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null \
+       || shuf -i 20000-60000 -n 1)
+broker="http://127.0.0.1:$port"
+"$lb" serve --dev --listen "127.0.0.1:$port" >broker.out 2>broker.err &
+broker_pid=$!
+for _ in $(seq 100); do
+  grep -q '^bootstrap admin token: ' broker.out 2>/dev/null && curl -fsS "$broker/healthz" >/dev/null 2>&1 && break
+  kill -0 "$broker_pid" 2>/dev/null || { echo "FAIL: the broker did not start:"; cat broker.err; exit 1; }
+  sleep 0.1
+done
+sed -n 's/^bootstrap admin token: //p' broker.out > admin.token
+[ -s admin.token ] || { echo "FAIL: no admin token printed"; cat broker.out broker.err; exit 1; }
+chmod 600 admin.token
+echo "broker $broker (pid $broker_pid), admin token in admin.token"
+# The demo's own config directory: no tokens or broker settings of yours are read or written.
+export XDG_CONFIG_HOME="$work/config" LAYERCRYPT_BROKER="$broker"
+
+step "an admin creates group vo.demo.org and grants every role of the VO"
+vo="urn:mace:egi.eu:group:vo.demo.org:"
+"$lc" group create vo.demo.org --admin-token-file admin.token
+"$lc" group grant vo.demo.org --entitlement "$vo" --prefix --admin-token-file admin.token
+
+step "encrypt for the group (needs only the group's public key from the broker)"
+"$lc" encrypt --recipient group:vo.demo.org oci:img:v1 oci:enc-group:v1
+"$lc" inspect oci:enc-group:v1
+
+step "tokens from the broker's development issuer (stands in for EGI Check-in)"
+dev_token() { # SUB [ENTITLEMENT]
+  local body="{\"sub\":\"$1\"${2:+,\"entitlements\":[\"$2\"]}}"
+  curl -fsS -X POST -H 'Content-Type: application/json' -d "$body" "$broker/dev/token" \
+    | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p'
+}
+dev_token carol "${vo}role=member#aai.egi.eu" > carol.token
+dev_token dave > dave.token
+[ -s carol.token ] && [ -s dave.token ] || { echo "FAIL: no token from /dev/token"; exit 1; }
+echo "carol: member of vo.demo.org; dave: no entitlements"
+
+step "decrypt as carol, a member"
+"$lc" decrypt --token-file carol.token oci:enc-group:v1 oci:dec-carol:v1
+m=$(grep -o '"digest":"sha256:[0-9a-f]*"' dec-carol/index.json | head -1 | cut -d: -f3 | tr -d '"')
+cmp "dec-carol/blobs/sha256/$m" manifest.json
+echo "dec-carol: manifest byte-identical to the original (sha256:$m)"
+
+step "dave, not a member, is refused (exit code 3) and the broker audits it"
+set +e
+"$lc" decrypt --token-file dave.token oci:enc-group:v1 oci:dec-dave:v1
+code=$?
+set -e
+[ "$code" = 3 ] || { echo "FAIL: expected exit code 3, got $code"; exit 1; }
+[ ! -e dec-dave ] || { echo "FAIL: dec-dave written"; exit 1; }
+echo "ok: refused (exit code 3), no dec-dave written"
+"$lc" audit --admin-token-file admin.token --limit 3
+
+step "stop the broker"
+kill "$broker_pid" && wait "$broker_pid" 2>/dev/null || true
+broker_pid=""
+echo "stopped (its --dev store is deleted)"
+
+printf '\n\033[1mDemo finished: encrypted per layer, inspected, decrypted by two different recipients, refused for a third; encrypted for a group, decrypted by a member through the broker, refused for a non-member.\033[0m\n'

@@ -184,13 +184,16 @@ impl App {
         let mut dev_dir = None;
         let mut dev_issuer = None;
         let store: Arc<dyn KeyStore> = if config.dev {
-            let dir = tempfile::Builder::new()
-                .prefix("layercrypt-broker-dev-")
-                .tempdir()
-                .map_err(|source| ServerError::Io {
-                    context: "cannot create the --dev data directory".into(),
-                    source,
-                })?;
+            let mut builder = tempfile::Builder::new();
+            builder.prefix("layercrypt-broker-dev-");
+            // tempfile creates directories with 0o777 minus the umask (0o755 usually); the
+            // embedded store refuses a data directory that group or others can enter.
+            #[cfg(unix)]
+            builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+            let dir = builder.tempdir().map_err(|source| ServerError::Io {
+                context: "cannot create the --dev data directory".into(),
+                source,
+            })?;
             let store = EmbeddedStore::open(dir.path())
                 .await
                 .map_err(ServerError::Store)?;
@@ -459,5 +462,24 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => tracing::info!("SIGINT received"),
         () = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: `--dev` failed at start-up because its temporary data directory was
+    /// created 0o755 and the embedded store refuses that.
+    #[tokio::test]
+    async fn dev_mode_starts_with_its_private_temporary_store() {
+        let config = Config {
+            dev: true,
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            ..Config::default()
+        };
+        let app = App::build(&config).await.expect("--dev starts");
+        assert!(app.dev_admin_token().is_some());
+        assert!(app.local_addr().expect("addr").ip().is_loopback());
     }
 }
