@@ -64,6 +64,20 @@ fn run(payload: &Payload, args: &DecoderArgs) -> Result<u64, layercrypt_node::Er
     Ok(n)
 }
 
+/// containerd 1.6 can finish the unpack (and check the diffID) before it has recorded our
+/// exit status, and then reports `wrong diff id` instead of our line (observed for a layer
+/// that failed before any output: a group refusal). A short-lived `sleep` that inherits
+/// only our stdout keeps the pipe open a little after we exit: containerd's `Wait` (which
+/// waits for our stderr, not stdout) records the failure first, and the unpack then sees it.
+/// Best effort: without `sleep` nothing changes but the race.
+fn hold_stdout_after_exit() {
+    let _ = std::process::Command::new("sleep")
+        .arg("0.3")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+}
+
 fn main() -> ExitCode {
     // fd 3 first, before anything could open a file and take that number.
     let payload = payload::read_from_fd3();
@@ -82,6 +96,7 @@ fn main() -> ExitCode {
             // stderr is complete and flushed before stdout closes (at exit): containerd reads
             // it only after the unpack, and kills us once it is done with stdout.
             error_line(PREFIX, &format!("layer {digest}: {e}"));
+            hold_stdout_after_exit();
             ExitCode::FAILURE
         }
     }
