@@ -66,13 +66,13 @@ processors() {
     accepts = [${q}$mt.tar+gzip+encrypted${q}, ${q}application/vnd.oci.image.layer.nondistributable.v1.tar+gzip+encrypted${q}]
     returns = ${q}$mt.tar+gzip${q}
     path = ${q}$decoder${q}
-    args = [${q}--decryption-keys-path${q}, ${q}$keys_dir${q}]
+    args = [${q}--decryption-keys-path${q}, ${q}$keys_dir${q}, ${q}--config${q}, ${q}$etc_dir/node.toml${q}]
     env = [${q}OCICRYPT_KEYPROVIDER_CONFIG=$ocicrypt_dir/ocicrypt_keyprovider.conf${q}]
   [stream_processors.${q}io.containerd.ocicrypt.decoder.v1.tar${q}]
     accepts = [${q}$mt.tar+encrypted${q}, ${q}$mt.tar+zstd+encrypted${q}, ${q}application/vnd.oci.image.layer.nondistributable.v1.tar+encrypted${q}, ${q}application/vnd.oci.image.layer.nondistributable.v1.tar+zstd+encrypted${q}]
     returns = ${q}$mt.tar${q}
     path = ${q}$decoder${q}
-    args = [${q}--decryption-keys-path${q}, ${q}$keys_dir${q}]
+    args = [${q}--decryption-keys-path${q}, ${q}$keys_dir${q}, ${q}--config${q}, ${q}$etc_dir/node.toml${q}]
     env = [${q}OCICRYPT_KEYPROVIDER_CONFIG=$ocicrypt_dir/ocicrypt_keyprovider.conf${q}]
 EOT
 }
@@ -106,7 +106,7 @@ EOT
 
 keyprovider_conf() {
   cat <<EOT
-{"key-providers": {"layercrypt": {"cmd": {"path": "$keyprovider", "args": []}}}}
+{"key-providers": {"layercrypt": {"cmd": {"path": "$keyprovider", "args": ["--config", "$etc_dir/node.toml"]}}}}
 EOT
 }
 
@@ -115,27 +115,39 @@ node_toml() {
 # layercrypt node configuration (docs/worker-node.md). Without brokers and a credential the
 # node decrypts only with the local keys in the containerd key directory.
 
-# Base URLs of the key brokers this node may ask; a group layer naming another broker is refused.
+# Base URLs of the key brokers this node may ask; a group layer naming another broker is refused
+# (whatever the layer says). http:// only for 127.0.0.1/localhost.
 brokers = []
 
-# How this node authenticates to the brokers: exactly one kind; secrets are file paths.
+# Extra CA certificates (PEM) for the brokers' TLS server certificates (optional).
+# ca_file = "/etc/layercrypt/broker-ca.pem"
+
+# How this node authenticates to the brokers: exactly one kind; secrets are file paths
+# (absolute, mode 0600). Uncomment [credential] and ONE of the blocks below.
 # [credential]
+# A bearer token, first line of the file, read on every layer; keep it fresh with oidc-agent
+# (e.g. a timer running `oidc-token ACCOUNT > FILE`) or another timer:
 # kind = "token-file"
 # token_file = "/etc/layercrypt/token"
 #
+# An OAuth refresh token, exchanged at the issuer (discovery) whenever a token is needed; a
+# rotated refresh token is written back to the file:
 # kind = "refresh-token"
 # refresh_token_file = "/etc/layercrypt/refresh-token"
 # client_id = "layercrypt-node"
 # issuer = "https://iam.example.org"
 #
+# OAuth client credentials of a service or robot account (grant_type=client_credentials):
 # kind = "client-credentials"
 # client_id = "node-42"
 # client_secret_file = "/etc/layercrypt/client-secret"
 # issuer = "https://iam.example.org"
 #
+# A host or robot certificate, or an RCAuth/RFC 3820 proxy (then cert_file = key_file = the
+# proxy file); the broker must serve TLS and trust the CA (its client_ca_dir):
 # kind = "tls-client-cert"
-# cert_file = "/etc/layercrypt/node.crt"
-# key_file = "/etc/layercrypt/node.key"
+# cert_file = "/etc/grid-security/hostcert.pem"
+# key_file = "/etc/grid-security/hostkey.pem"
 
 [timeouts]
 connect_secs = 5
@@ -188,6 +200,11 @@ cat >&2 <<EOT
 Next:
   1. Make sure /etc/containerd/config.toml imports $conf_dir/*.toml (imports = [...]).
   2. systemctl restart containerd
-  3. CRI-O / podman / skopeo: export OCICRYPT_KEYPROVIDER_CONFIG=$ocicrypt_dir/ocicrypt_keyprovider.conf
-  4. Pull an encrypted image through the CRI (kubelet, crictl); see docs/worker-node.md.
+  3. Edit $etc_dir/node.toml: brokers and [credential] for group-encrypted images.
+  4. CRI-O: systemctl edit crio, add
+       [Service]
+       Environment=OCICRYPT_KEYPROVIDER_CONFIG=$ocicrypt_dir/ocicrypt_keyprovider.conf
+     podman / skopeo / buildah (ocicrypt 1.1+, e.g. skopeo 1.18):
+       export OCICRYPT_KEYPROVIDER_CONFIG=$ocicrypt_dir/ocicrypt_keyprovider.conf
+  5. Pull an encrypted image through the CRI (kubelet, crictl); see docs/worker-node.md.
 EOT

@@ -428,9 +428,10 @@ fn decoder_and_keyprovider_binaries() {
     assert!(err.contains("no decryption payload on fd 3"), "{err}");
     assert!(out.stdout.is_empty());
 
-    // Key provider: a group unwrap is refused with the not-merged message; exit 1.
+    // Key provider: a group whose broker is not in the node's list is refused without asking
+    // anyone; exit 1, one line. (The broker cases: tests/group.rs.)
     let annotation = base64_std(
-        br#"{"v":1,"broker":"https://keys.example.org","group":"vo","version":1,"age":"YWdl"}"#,
+        br#"{"v":1,"broker":"https://evil.example.org","group":"vo","version":1,"age":"YWdl"}"#,
     );
     let node = tmp.path().join("node.toml");
     std::fs::write(tmp.path().join("token"), "t").unwrap();
@@ -463,10 +464,12 @@ fn decoder_and_keyprovider_binaries() {
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        err.trim(),
-        "layercrypt-keyprovider: group unwrap needs the broker client (not merged yet)"
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("layercrypt-keyprovider: group vo is served by broker https://evil.example.org, which is not in this node's allowed brokers"),
+        "{err}"
     );
+    assert!(!err.contains("c2VjcmV0"), "{err}");
     assert!(out.stdout.is_empty());
 }
 

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use layercrypt_containerd::cli::DecoderArgs;
 use layercrypt_containerd::{error_line, init_logging};
+use layercrypt_node::broker::node_group;
 use layercrypt_node::config::NodeConfig;
 use layercrypt_node::decode::{decode_layer, DecodeRequest, ENV_MEDIATYPE};
 use layercrypt_node::keydir::{add_payload_keys, load_key_dir, KeyDirReport};
@@ -29,9 +30,15 @@ fn run(payload: &Payload, args: &DecoderArgs) -> Result<u64, layercrypt_node::Er
     }
     let from_payload = add_payload_keys(&payload.keys, &mut keys);
     debug!(from_payload, "keys from the payload");
-    // Key providers as ctd-decoder has them (containerd config `env`); the group wrapper
-    // joins here after the broker merge.
-    let wrappers = Wrappers::new().with_providers(load_config_from_env()?);
+    // Key providers as ctd-decoder has them (containerd config `env`), then our group
+    // wrapper: it talks only to the brokers of the node config, with the node's credential.
+    // It replaces a `layercrypt` entry of OCICRYPT_KEYPROVIDER_CONFIG (same annotation).
+    let mut wrappers = Wrappers::new().with_providers(load_config_from_env()?);
+    let group = node_group(&node, Some(&payload.descriptor.digest))?;
+    let status = group.as_ref().map(|g| g.status.clone());
+    if let Some(g) = group {
+        wrappers.push(Box::new(g.wrapper));
+    }
     let media_type = std::env::var(ENV_MEDIATYPE)
         .ok()
         .filter(|m| !m.is_empty())
@@ -44,6 +51,8 @@ fn run(payload: &Payload, args: &DecoderArgs) -> Result<u64, layercrypt_node::Er
         keys: &keys,
         key_dir: &key_dir,
         node: &node,
+        node_file: node_file.as_deref(),
+        group: status.as_ref(),
     };
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
@@ -53,6 +62,20 @@ fn run(payload: &Payload, args: &DecoderArgs) -> Result<u64, layercrypt_node::Er
         source: e,
     })?;
     Ok(n)
+}
+
+/// containerd 1.6 can finish the unpack (and check the diffID) before it has recorded our
+/// exit status, and then reports `wrong diff id` instead of our line (observed for a layer
+/// that failed before any output: a group refusal). A short-lived `sleep` that inherits
+/// only our stdout keeps the pipe open a little after we exit: containerd's `Wait` (which
+/// waits for our stderr, not stdout) records the failure first, and the unpack then sees it.
+/// Best effort: without `sleep` nothing changes but the race.
+fn hold_stdout_after_exit() {
+    let _ = std::process::Command::new("sleep")
+        .arg("0.3")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
 }
 
 fn main() -> ExitCode {
@@ -73,6 +96,7 @@ fn main() -> ExitCode {
             // stderr is complete and flushed before stdout closes (at exit): containerd reads
             // it only after the unpack, and kills us once it is done with stdout.
             error_line(PREFIX, &format!("layer {digest}: {e}"));
+            hold_stdout_after_exit();
             ExitCode::FAILURE
         }
     }

@@ -9,8 +9,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use layercrypt_containerd::cli::KeyProviderArgs;
 use layercrypt_containerd::{error_line, init_logging};
+use layercrypt_node::broker::node_group;
 use layercrypt_node::config::NodeConfig;
-use layercrypt_node::keyprovider::{parse_request, serve, NotMerged, MAX_REQUEST_LEN};
+use layercrypt_node::keyprovider::{
+    parse_request, serve, BrokerBackend, NoBroker, MAX_REQUEST_LEN,
+};
 use layercrypt_node::Error;
 use tracing::debug;
 
@@ -31,9 +34,19 @@ fn run(args: &KeyProviderArgs) -> Result<(), Error> {
     let request = parse_request(&body)?;
     drop(body);
     debug!(?request, "key-provider request");
-    let (node, _) = NodeConfig::load_or_default(args.config.as_deref())?;
-    // TODO(broker merge): replace NotMerged with the layercrypt-group broker client.
-    let reply = serve(&request, &node, &NotMerged)?;
+    let (node, node_file) = NodeConfig::load_or_default(args.config.as_deref())?;
+    let reply = match node_group(&node, None)? {
+        Some(group) => serve(
+            &request,
+            &node,
+            &BrokerBackend {
+                group,
+                node: &node,
+                node_file: node_file.as_deref(),
+            },
+        )?,
+        None => serve(&request, &node, &NoBroker)?,
+    };
     let mut out = std::io::stdout().lock();
     out.write_all(&reply)
         .and_then(|_| out.flush())

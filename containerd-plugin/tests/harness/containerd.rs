@@ -18,10 +18,19 @@ pub struct Containerd {
 
 const MT: &str = "application/vnd.oci.image.layer.v1";
 
-pub fn config(dir: &Path, decoder: &Path, keys: &Path, registry_host: &str) -> String {
+pub fn config(
+    dir: &Path,
+    decoder: &Path,
+    keys: &Path,
+    registry_host: &str,
+    node_config: Option<&Path>,
+) -> String {
     let d = dir.display();
     let dec = decoder.display();
-    let k = keys.display();
+    let k = match node_config {
+        Some(n) => format!("{}\", \"--config\", \"{}", keys.display(), n.display()),
+        None => keys.display().to_string(),
+    };
     format!(
         r#"version = 2
 root = "{d}/run/root"
@@ -67,6 +76,17 @@ state = "{d}/run/state"
 
 impl Containerd {
     pub fn start(dir: &Path, decoder: &Path, keys: &Path, registry_host: &str) -> Containerd {
+        Self::start_with(dir, decoder, keys, registry_host, None)
+    }
+
+    /// As [`Containerd::start`], the decoder also getting `--config NODE_CONFIG`.
+    pub fn start_with(
+        dir: &Path,
+        decoder: &Path,
+        keys: &Path,
+        registry_host: &str,
+        node_config: Option<&Path>,
+    ) -> Containerd {
         let bin = require_program("containerd", "containerd");
         require_program("runc", "runc");
         let ctr = require_program("ctr", "containerd");
@@ -83,7 +103,11 @@ impl Containerd {
         )
         .unwrap();
         let config_file = dir.join("config.toml");
-        std::fs::write(&config_file, config(dir, decoder, keys, registry_host)).unwrap();
+        std::fs::write(
+            &config_file,
+            config(dir, decoder, keys, registry_host, node_config),
+        )
+        .unwrap();
         let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
         // containerd passes every fd it inherited without CLOEXEC on to the stream processor
         // (Go does). Rust opens its own fds with CLOEXEC, but the test process may have

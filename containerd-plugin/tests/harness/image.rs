@@ -210,9 +210,19 @@ fn job(src: ImageRef, dst: ImageRef) -> Job {
 
 /// Encrypts the selected layers of layout `src` (all if empty) for `ec` into layout `dst`.
 pub fn encrypt(src: &Path, dst: &Path, ec: &EncryptConfig, layers: Vec<i64>) {
-    let wrappers = Wrappers::new();
+    encrypt_with(src, dst, &Wrappers::new(), ec, layers)
+}
+
+/// As [`encrypt`] with other key wrappers (e.g. a group wrapper talking to a broker).
+pub fn encrypt_with(
+    src: &Path,
+    dst: &Path,
+    wrappers: &Wrappers,
+    ec: &EncryptConfig,
+    layers: Vec<i64>,
+) {
     let selection = LayerSelection::new(layers);
-    let handler = EncryptHandler::new(&wrappers, ec, &selection);
+    let handler = EncryptHandler::new(wrappers, ec, &selection);
     job(layout(src), layout(dst))
         .run(&handler)
         .expect("encrypt");

@@ -9,6 +9,7 @@
     clippy::print_stdout
 )]
 
+pub mod broker;
 pub mod containerd;
 pub mod cri;
 pub mod image;

@@ -320,11 +320,61 @@ fn safe_text(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(300).collect()
 }
 
+/// TLS settings of broker connections: a client certificate (a host or robot certificate,
+/// or an RFC 3820 proxy such as RCAuth's) and extra trusted CAs. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct BrokerTls {
+    identity: Option<reqwest::Identity>,
+    roots: Vec<reqwest::Certificate>,
+}
+
+impl std::fmt::Debug for BrokerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerTls")
+            .field("client_certificate", &self.identity.is_some())
+            .field("extra_roots", &self.roots.len())
+            .finish()
+    }
+}
+
+impl BrokerTls {
+    /// Presents the client certificate in `pem`: the certificate (chain, leaf or proxy first)
+    /// and its private key (PKCS#8, PKCS#1 or SEC1), in one buffer in any order.
+    pub fn with_client_certificate(mut self, pem: &[u8]) -> Result<Self> {
+        let identity = reqwest::Identity::from_pem(pem).map_err(|e| {
+            Error::Usage(format!(
+                "client certificate: {e} (expected PEM with the certificate chain and an unencrypted private key)"
+            ))
+        })?;
+        self.identity = Some(identity);
+        Ok(self)
+    }
+
+    /// Also trusts the CA certificates in `pem` for the broker's server certificate.
+    pub fn with_root_certificates(mut self, pem: &[u8]) -> Result<Self> {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| Error::Usage(format!("CA certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(Error::Usage(
+                "CA certificates: no certificate in the PEM".into(),
+            ));
+        }
+        self.roots.extend(certs);
+        Ok(self)
+    }
+
+    /// True if a client certificate is presented.
+    pub fn has_client_certificate(&self) -> bool {
+        self.identity.is_some()
+    }
+}
+
 /// A client of one broker.
 pub struct BrokerClient {
     base: String,
     http: Client,
     token: Option<AccessToken>,
+    certificate_auth: bool,
 }
 
 impl std::fmt::Debug for BrokerClient {
@@ -338,12 +388,23 @@ impl std::fmt::Debug for BrokerClient {
 
 /// The blocking HTTP client with our timeouts, no redirects, rustls.
 pub(crate) fn http_client(timeout: Duration) -> Result<Client> {
-    Client::builder()
+    http_client_tls(timeout, &BrokerTls::default())
+}
+
+/// [`http_client`] with a client certificate and extra roots.
+fn http_client_tls(timeout: Duration, tls: &BrokerTls) -> Result<Client> {
+    let mut b = Client::builder()
         .timeout(timeout)
         .connect_timeout(CONNECT_TIMEOUT.min(timeout))
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(USER_AGENT)
-        .build()
+        .user_agent(USER_AGENT);
+    if let Some(id) = &tls.identity {
+        b = b.identity(id.clone());
+    }
+    for root in &tls.roots {
+        b = b.add_root_certificate(root.clone());
+    }
+    b.build()
         .map_err(|e| Error::Usage(format!("cannot set up the HTTP client: {e}")))
 }
 
@@ -372,11 +433,18 @@ impl BrokerClient {
 
     /// As [`BrokerClient::new`] with another time limit per request.
     pub fn with_timeout(base: &str, timeout: Duration) -> Result<Self> {
+        Self::with_tls(base, timeout, &BrokerTls::default())
+    }
+
+    /// As [`BrokerClient::with_timeout`], with TLS settings. With a client certificate and
+    /// no token, authenticated requests rely on the certificate alone (no `Authorization`).
+    pub fn with_tls(base: &str, timeout: Duration, tls: &BrokerTls) -> Result<Self> {
         let base = normalize_broker_url(base)?;
         Ok(Self {
             base,
-            http: http_client(timeout)?,
+            http: http_client_tls(timeout, tls)?,
             token: None,
+            certificate_auth: tls.has_client_certificate(),
         })
     }
 
@@ -397,7 +465,7 @@ impl BrokerClient {
             .http
             .request(method, url)
             .header("Accept", "application/json");
-        if auth {
+        if auth && !(self.token.is_none() && self.certificate_auth) {
             let token = self.token.as_ref().ok_or_else(|| {
                 Error::Token(format!(
                     "broker {} needs an access token: run `layercrypt login`, or give --token-file or OIDC_ACCESS_TOKEN",
@@ -634,19 +702,37 @@ pub type TokenProvider = Box<dyn Fn() -> Result<AccessToken> + Send + Sync>;
 
 /// [`BrokerApi`] over HTTP, for any (allowed) broker URL.
 pub struct HttpBrokers {
-    token: TokenProvider,
+    token: Option<TokenProvider>,
     cached: Mutex<Option<AccessToken>>,
     timeout: Duration,
+    tls: BrokerTls,
 }
 
 impl HttpBrokers {
     /// Brokers reached over HTTP; `token` is called once, on the first unwrap.
     pub fn new(token: TokenProvider) -> Self {
         Self {
-            token,
+            token: Some(token),
             cached: Mutex::new(None),
             timeout: DEFAULT_TIMEOUT,
+            tls: BrokerTls::default(),
         }
+    }
+
+    /// Brokers that authenticate us by the TLS client certificate in `tls` alone.
+    pub fn certificate_only(tls: BrokerTls) -> Self {
+        Self {
+            token: None,
+            cached: Mutex::new(None),
+            timeout: DEFAULT_TIMEOUT,
+            tls,
+        }
+    }
+
+    /// Uses these TLS settings (client certificate, extra roots) for every broker.
+    pub fn with_tls(mut self, tls: BrokerTls) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Changes the time limit of one request.
@@ -655,27 +741,33 @@ impl HttpBrokers {
         self
     }
 
-    fn token(&self) -> Result<AccessToken> {
+    fn token(&self) -> Result<Option<AccessToken>> {
+        let Some(provider) = &self.token else {
+            return Ok(None);
+        };
         let mut cached = self
             .cached
             .lock()
             .map_err(|_| Error::Token("token cache poisoned".into()))?;
         if let Some(t) = cached.as_ref() {
-            return Ok(t.clone());
+            return Ok(Some(t.clone()));
         }
-        let t = (self.token)()?;
+        let t = provider()?;
         *cached = Some(t.clone());
-        Ok(t)
+        Ok(Some(t))
     }
 }
 
 impl BrokerApi for HttpBrokers {
     fn recipient(&self, broker: &str, group: &GroupName) -> Result<GroupRecipient> {
-        BrokerClient::with_timeout(broker, self.timeout)?.recipient(group)
+        BrokerClient::with_tls(broker, self.timeout, &self.tls)?.recipient(group)
     }
 
     fn unwrap(&self, broker: &str, request: &UnwrapRequest<'_>) -> Result<SecretBytes> {
-        let client = BrokerClient::with_timeout(broker, self.timeout)?.with_token(self.token()?);
+        let mut client = BrokerClient::with_tls(broker, self.timeout, &self.tls)?;
+        if let Some(token) = self.token()? {
+            client = client.with_token(token);
+        }
         client.unwrap(request)
     }
 }
@@ -800,6 +892,7 @@ mod tests {
                         let g = p.trim_start_matches("/v1/groups/").trim_end_matches("/recipient");
                         (200, format!(r#"{{"group":"{g}","version":3,"recipient":"{}","broker":"{u}"}}"#, id.to_public()))
                     }
+                    "/v1/unwrap" if auth.is_empty() => (401, r#"{"error":"no-credential"}"#.to_owned()),
                     "/v1/unwrap" if auth != "Bearer good-token" => (401, r#"{"error":"unauthenticated"}"#.to_owned()),
                     "/v1/unwrap" => {
                         let req: serde_json::Value = serde_json::from_slice(&body).expect("json");
@@ -929,6 +1022,69 @@ mod tests {
             BrokerClient::new(&url).expect("c").list_groups(),
             Err(Error::Token(_))
         ));
+    }
+
+    #[test]
+    fn client_certificate_settings() {
+        let cert = include_bytes!("../../ocicrypt/tests/data/pkcs7/cert.pem");
+        let key = include_bytes!("../../ocicrypt/tests/data/pkcs7/key.pem");
+        let mut pem = key.to_vec();
+        pem.extend_from_slice(cert);
+        let tls = BrokerTls::default()
+            .with_client_certificate(&pem)
+            .expect("identity")
+            .with_root_certificates(cert)
+            .expect("root");
+        assert!(tls.has_client_certificate());
+        assert!(!format!("{tls:?}").contains("BEGIN"));
+        // A key without its certificate, a certificate without a key, garbage: refused.
+        for bad in [&key[..], &cert[..], b"junk"] {
+            let err = BrokerTls::default()
+                .with_client_certificate(bad)
+                .expect_err("refused")
+                .to_string();
+            assert!(err.starts_with("client certificate:"), "{err}");
+        }
+        assert!(BrokerTls::default().with_root_certificates(b"x").is_err());
+
+        // Certificate-only: the request goes out without an Authorization header (over
+        // plain HTTP the stub sees no certificate, so it answers 401 "no credential").
+        let (url, _identity) = stub_broker();
+        let api = HttpBrokers::certificate_only(tls.clone());
+        let w = crate::wrap::GroupKeyWrapper::new(std::sync::Arc::new(api))
+            .with_broker(&url)
+            .expect("url");
+        use layercrypt_ocicrypt::keywrap::KeyWrapper as _;
+        let ec = layercrypt_ocicrypt::EncryptConfig {
+            providers: vec![layercrypt_ocicrypt::ProviderRecipient {
+                name: "layercrypt".into(),
+                param: Some(crate::wrap::group_param(
+                    &"vo.example.org".parse().expect("g"),
+                )),
+            }],
+            ..Default::default()
+        };
+        let item = w
+            .wrap(&ec, &SecretBytes::from_slice(b"{}"))
+            .expect("wrap")
+            .expect("item");
+        let err = w
+            .unwrap(&layercrypt_ocicrypt::DecryptConfig::default(), &item)
+            .expect("mine")
+            .expect_err("401")
+            .to_string();
+        assert!(err.contains("your token was refused"), "{err}");
+        // Without a certificate and without a token the client refuses to send at all.
+        let err = BrokerClient::with_tls(&url, DEFAULT_TIMEOUT, &BrokerTls::default())
+            .expect("c")
+            .unwrap(&UnwrapRequest {
+                payload: &item,
+                group: &"vo.example.org".parse().expect("g"),
+                layer_digest: None,
+                image: None,
+            })
+            .expect_err("no token");
+        assert!(matches!(err, Error::Token(_)), "{err}");
     }
 
     #[test]

@@ -345,6 +345,50 @@ pub fn refresh(stored: &StoredTokens, now: u64) -> Result<StoredTokens> {
     parse_tokens(issuer, &stored.client_id, &body, now, Some(refresh_token))
 }
 
+/// The OAuth 2.0 client credentials grant (RFC 6749 §4.4) at the issuer's token endpoint (found
+/// by discovery): an access token for a service or robot account, e.g. a worker node. The
+/// secret is sent in the form body (`client_secret_post`), as Check-in and Keycloak accept.
+pub fn client_credentials(
+    issuer: &str,
+    client_id: &str,
+    client_secret: &str,
+    scope: Option<&str>,
+    now: u64,
+) -> Result<StoredTokens> {
+    let issuer = trim_issuer(issuer);
+    let http = http_client(REQUEST_TIMEOUT)?;
+    let d = discover(&http, issuer)?;
+    let mut form = vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id),
+        ("client_secret", client_secret),
+    ];
+    if let Some(scope) = scope {
+        form.push(("scope", scope));
+    }
+    let resp = http
+        .post(&d.token_endpoint)
+        .form(&form)
+        .send()
+        .map_err(|e| login_err(issuer, format!("client credentials grant failed: {e}")))?;
+    let status = resp.status();
+    let body = read_bounded(resp, "token").map_err(|r| login_err(issuer, r))?;
+    if !status.is_success() {
+        let code = serde_json::from_slice::<OAuthError>(&body)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| status.to_string());
+        return Err(login_err(
+            issuer,
+            format!(
+                "the client credentials of {} were refused ({}); check client_id and the secret",
+                safe(client_id),
+                safe(&code)
+            ),
+        ));
+    }
+    parse_tokens(issuer, client_id, &body, now, None)
+}
+
 fn safe(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(300).collect()
 }
@@ -413,6 +457,13 @@ mod tests {
                             r#"{{"device_code":"DEV-SECRET","user_code":"ABCD-EFGH","verification_uri":"{u}/verify","expires_in":600,"interval":5}}"#
                         ),
                     ),
+                    "/token" if body.contains("grant_type=client_credentials") => {
+                        if body.contains("client_secret=s3cret") {
+                            (200, r#"{"access_token":"robot-token","expires_in":300,"token_type":"Bearer"}"#.to_owned())
+                        } else {
+                            (401, r#"{"error":"invalid_client"}"#.to_owned())
+                        }
+                    }
                     "/token" if body.contains("grant_type=refresh_token") => (
                         200,
                         r#"{"access_token":"refreshed","expires_in":3599,"token_type":"Bearer"}"#
@@ -500,6 +551,27 @@ mod tests {
             .contains("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code")
             && b.contains("device_code=DEV-SECRET")
             && b.contains("client_id=layercrypt-cli")));
+    }
+
+    #[test]
+    fn client_credentials_grant() {
+        let issuer = start_issuer(vec![]);
+        let t = client_credentials(&issuer.url, "node-1", "s3cret", None, 100).expect("token");
+        assert_eq!(t.access_token, "robot-token");
+        assert_eq!(t.expires_at, 400);
+        assert!(t.refresh_token.is_none());
+        let err = client_credentials(&issuer.url, "node-1", "wrong", Some("openid"), 100)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.contains("client credentials of node-1 were refused (invalid_client)"),
+            "{err}"
+        );
+        assert!(!err.contains("wrong"));
+        let bodies = issuer.bodies.lock().expect("lock");
+        assert!(bodies
+            .iter()
+            .any(|b| b.contains("client_id=node-1") && b.contains("scope=openid")));
     }
 
     #[test]

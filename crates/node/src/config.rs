@@ -8,6 +8,7 @@
 //! # Base URLs of the brokers this node may ask (the group payload names its broker; any
 //! # other broker is refused).
 //! brokers = ["https://keys.example.org"]
+//! # ca_file = "/etc/layercrypt/broker-ca.pem"   # extra CAs for the brokers' TLS (optional)
 //!
 //! [credential]                     # exactly one kind; secrets are always file paths
 //! kind = "token-file"              # a bearer token kept fresh by something else
@@ -46,6 +47,10 @@ pub struct NodeConfig {
     /// Base URLs of the brokers this node trusts.
     #[serde(default)]
     pub brokers: Vec<String>,
+    /// Extra CA certificates (PEM) that the brokers' TLS server certificates may chain to
+    /// (for a broker with a certificate from a private or IGTF CA); the system roots stay.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// How the node authenticates to the brokers.
     #[serde(default)]
     pub credential: Option<Credential>,
@@ -223,6 +228,14 @@ impl NodeConfig {
         };
         for b in &self.brokers {
             check_base_url(b).map_err(|r| err(format!("brokers: {b:?}: {r}")))?;
+        }
+        if let Some(ca) = &self.ca_file {
+            if !ca.is_absolute() || !ca.is_file() {
+                return Err(err(format!(
+                    "ca_file: {} is not a readable file given by an absolute path",
+                    ca.display()
+                )));
+            }
         }
         if let Some(c) = &self.credential {
             if self.brokers.is_empty() {

@@ -25,6 +25,7 @@
 //!   HMAC is checked, and refuse trailing data.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::Path;
 
 use layercrypt_group::payload::GroupPayload;
 use layercrypt_ocicrypt::annotations::LayerAnnotations;
@@ -38,6 +39,7 @@ use layercrypt_ocicrypt::spec::{
 use layercrypt_ocicrypt::DecryptConfig;
 use tracing::debug;
 
+use crate::broker::{group_failure, GroupStatus};
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::keydir::KeyDirReport;
@@ -78,7 +80,7 @@ pub struct DecodeRequest<'a> {
     pub media_type: &'a str,
     /// The layer descriptor from the payload.
     pub descriptor: &'a LayerDescriptor,
-    /// Key wrappers (JWE, PKCS#7, configured key providers; the group wrapper after merge).
+    /// Key wrappers (JWE, PKCS#7, configured key providers, the node's group wrapper).
     pub wrappers: &'a Wrappers,
     /// The node's keys.
     pub keys: &'a DecryptConfig,
@@ -86,6 +88,10 @@ pub struct DecodeRequest<'a> {
     pub key_dir: &'a KeyDirReport,
     /// The node configuration (trusted brokers).
     pub node: &'a NodeConfig,
+    /// The node config file, for messages.
+    pub node_file: Option<&'a Path>,
+    /// What the node's group wrapper learnt from the broker (None: no broker configured).
+    pub group: Option<&'a GroupStatus>,
 }
 
 /// Counts the ciphertext and fails *before* reporting EOF if its length differs from the
@@ -173,31 +179,17 @@ fn group_payloads(ann: &LayerAnnotations) -> Vec<GroupPayload> {
         .unwrap_or_default()
 }
 
-/// The "no key" error, naming who could decrypt the layer and what this node has.
+/// The "no key" error, naming who could decrypt the layer and what this node has; for a
+/// group layer, why the broker did not release the key.
 fn no_key(req: &DecodeRequest<'_>, ann: &LayerAnnotations, wrapped_for: String) -> Error {
     let groups = group_payloads(ann);
-    let has_group_wrapper = req
-        .wrappers
-        .get(&format!(
-            "{ANNOTATION_KEYS_PROVIDER_PREFIX}{PROVIDER_LAYERCRYPT}"
-        ))
-        .is_some();
-    if !groups.is_empty() && !has_group_wrapper {
-        let g = &groups[0];
-        let trust = if req.node.broker_allowed(&g.broker) {
-            "trusted by this node's config"
-        } else {
-            "not in this node's allowed brokers"
-        };
-        // TODO(broker merge): unwrap through layercrypt_group's GroupKeyWrapper with the
-        // node credential from `req.node`; only then can "not a member of the group" and
-        // "broker unreachable" be told apart here.
-        return Error::Group(format!(
-            "no local key for this layer, and it is encrypted for layercrypt group {} (key version {}) at broker {} ({trust}); group unwrap needs the broker client (not merged yet)",
-            g.group.as_str(),
-            g.version,
-            g.broker
-        ));
+    if let Some(g) = groups.first() {
+        // With several group items, prefer one whose broker this node trusts.
+        let g = groups
+            .iter()
+            .find(|p| req.node.broker_allowed(&p.broker))
+            .unwrap_or(g);
+        return Error::Group(group_failure(req.node, req.node_file, g, req.group));
     }
     Error::NoKey {
         detail: format!(
@@ -229,6 +221,11 @@ pub fn decode_layer(
     let mut plain = match decrypt_layer(req.wrappers, req.keys, &ann, checked) {
         Ok(d) => d,
         Err(layercrypt_ocicrypt::Error::NoMatchingKey { wrapped_for }) => {
+            return Err(no_key(req, &ann, wrapped_for))
+        }
+        Err(layercrypt_ocicrypt::Error::UnwrapFailed { wrapped_for, .. })
+            if !group_payloads(&ann).is_empty() =>
+        {
             return Err(no_key(req, &ann, wrapped_for))
         }
         Err(e) => return Err(e.into()),

@@ -1,5 +1,6 @@
 //! The ocicrypt key-provider protocol, server side, for `layercrypt-keyprovider` (cmd mode):
-//! CRI-O, podman, skopeo and buildah reach layercrypt groups through it.
+//! CRI-O, podman, skopeo and buildah reach layercrypt groups through it. The group work is
+//! done by the node's [`NodeGroup`] (see [`crate::broker`]).
 //!
 //! Request (stdin, one JSON object; Go marshals `[]byte` as standard base64):
 //!
@@ -21,11 +22,14 @@ use std::collections::BTreeMap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use layercrypt_group::payload::{GroupName, GroupPayload};
+use layercrypt_group::wrap::group_param;
+use layercrypt_ocicrypt::keywrap::KeyWrapper as _;
 use layercrypt_ocicrypt::spec::PROVIDER_LAYERCRYPT;
-use layercrypt_ocicrypt::SecretBytes;
+use layercrypt_ocicrypt::{DecryptConfig, EncryptConfig, ProviderRecipient, SecretBytes};
 use serde::Deserialize;
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::broker::{group_failure, Failure, NodeGroup};
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 
@@ -44,8 +48,10 @@ pub enum Request {
     },
     /// Unwrap a group payload.
     Unwrap {
-        /// The annotation bytes layercrypt wrote at wrap time.
+        /// The annotation bytes layercrypt wrote at wrap time, parsed.
         payload: GroupPayload,
+        /// The same bytes as received (sent to the broker unchanged).
+        raw: Vec<u8>,
     },
 }
 
@@ -56,7 +62,7 @@ impl std::fmt::Debug for Request {
                 .debug_struct("Wrap")
                 .field("groups", groups)
                 .finish_non_exhaustive(),
-            Request::Unwrap { payload } => f
+            Request::Unwrap { payload, .. } => f
                 .debug_struct("Unwrap")
                 .field("broker", &payload.broker)
                 .field("group", &payload.group)
@@ -173,7 +179,10 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request> {
                 .ok_or_else(|| bad("keyunwrap without annotation"))?;
             let bytes = b64("annotation", annotation)?;
             let payload = GroupPayload::parse(&bytes).map_err(|e| bad(e.to_string()))?;
-            Ok(Request::Unwrap { payload })
+            Ok(Request::Unwrap {
+                payload,
+                raw: bytes,
+            })
         }
         other => Err(bad(format!(
             "unknown op {:?}; expected keywrap or keyunwrap",
@@ -182,28 +191,76 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request> {
     }
 }
 
-/// What serves group wraps and unwraps: the broker client after the merge.
+/// What serves group wraps and unwraps.
 pub trait GroupBackend {
     /// Wraps the private options for `groups`; returns the annotation bytes.
     fn wrap(&self, groups: &[GroupName], optsdata: &SecretBytes) -> Result<Vec<u8>>;
-    /// Unwraps a group payload into the private options.
-    fn unwrap(&self, payload: &GroupPayload) -> Result<SecretBytes>;
+    /// Unwraps a group payload (`raw` as received, `payload` parsed) into the private options.
+    fn unwrap(&self, payload: &GroupPayload, raw: &[u8]) -> Result<SecretBytes>;
 }
 
-/// The backend until the broker client is merged: refuses with a clear message.
+/// The backend of a node without brokers: refuses with a clear message.
 #[derive(Debug, Default)]
-pub struct NotMerged;
+pub struct NoBroker;
 
-/// The message of [`NotMerged`].
-pub const NOT_MERGED: &str = "group unwrap needs the broker client (not merged yet)";
+/// The message of [`NoBroker`].
+pub const NO_BROKER: &str = "this node has no broker credential: list the broker under `brokers` and set a [credential] in the node config (docs/worker-node.md §5)";
 
-impl GroupBackend for NotMerged {
+impl GroupBackend for NoBroker {
     fn wrap(&self, _groups: &[GroupName], _optsdata: &SecretBytes) -> Result<Vec<u8>> {
-        Err(bad("group wrap needs the broker client (not merged yet)"))
+        Err(bad(NO_BROKER))
     }
 
-    fn unwrap(&self, _payload: &GroupPayload) -> Result<SecretBytes> {
-        Err(bad(NOT_MERGED))
+    fn unwrap(&self, _payload: &GroupPayload, _raw: &[u8]) -> Result<SecretBytes> {
+        Err(bad(NO_BROKER))
+    }
+}
+
+/// The real backend: the node's [`NodeGroup`] (allowed brokers = the node config's list;
+/// wrapping at its first broker).
+pub struct BrokerBackend<'a> {
+    /// The node's group wrapper.
+    pub group: NodeGroup,
+    /// The node config, for messages.
+    pub node: &'a NodeConfig,
+    /// Its file, for messages.
+    pub node_file: Option<&'a std::path::Path>,
+}
+
+impl GroupBackend for BrokerBackend<'_> {
+    fn wrap(&self, groups: &[GroupName], optsdata: &SecretBytes) -> Result<Vec<u8>> {
+        let ec = EncryptConfig {
+            providers: groups
+                .iter()
+                .map(|g| ProviderRecipient {
+                    name: PROVIDER_LAYERCRYPT.into(),
+                    param: Some(group_param(g)),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        match self.group.wrapper.wrap(&ec, optsdata) {
+            Ok(Some(item)) => Ok(item),
+            Ok(None) => Err(bad("no group to wrap for")),
+            Err(e) => Err(bad(match self.group.status.last_failure() {
+                Some(Failure::Unreachable { broker, reason }) => format!(
+                    "broker {broker} unreachable ({reason}): check the network and the node config's `brokers`"
+                ),
+                _ => e.to_string(),
+            })),
+        }
+    }
+
+    fn unwrap(&self, payload: &GroupPayload, raw: &[u8]) -> Result<SecretBytes> {
+        match self.group.wrapper.unwrap(&DecryptConfig::default(), raw) {
+            Some(Ok(opts)) => Ok(opts),
+            _ => Err(bad(group_failure(
+                self.node,
+                self.node_file,
+                payload,
+                Some(&self.group.status),
+            ))),
+        }
     }
 }
 
@@ -221,15 +278,15 @@ pub fn serve(
             let json = serde_json::json!({ "keywrapresults": reply });
             Ok(Zeroizing::new(json.to_string().into_bytes()))
         }
-        Request::Unwrap { payload } => {
+        Request::Unwrap { payload, raw } => {
             if !node.broker_allowed(&payload.broker) {
                 return Err(bad(format!(
-                    "group {} is served by broker {}, which is not in this node's allowed brokers (node config `brokers`)",
+                    "group {} is served by broker {}, which is not in this node's allowed brokers (node config `brokers`); add it only if you trust it",
                     payload.group.as_str(),
                     payload.broker
                 )));
             }
-            let opts = backend.unwrap(payload)?;
+            let opts = backend.unwrap(payload, raw)?;
             let mut encoded = Zeroizing::new(STANDARD.encode(opts.expose_secret()));
             let out = format!(
                 r#"{{"keyunwrapresults":{{"optsdata":"{}"}}}}"#,
@@ -272,7 +329,7 @@ mod tests {
         fn wrap(&self, groups: &[GroupName], _o: &SecretBytes) -> Result<Vec<u8>> {
             Ok(groups[0].as_str().as_bytes().to_vec())
         }
-        fn unwrap(&self, _p: &GroupPayload) -> Result<SecretBytes> {
+        fn unwrap(&self, _p: &GroupPayload, _raw: &[u8]) -> Result<SecretBytes> {
             Ok(SecretBytes::from_slice(b"{\"symkey\":\"x\"}"))
         }
     }
@@ -304,8 +361,8 @@ mod tests {
             v["keyunwrapresults"]["optsdata"],
             enc(b"{\"symkey\":\"x\"}")
         );
-        let err = serve(&r, &node(&["https://keys.example.org"]), &NotMerged).expect_err("nm");
-        assert_eq!(err.to_string(), NOT_MERGED);
+        let err = serve(&r, &node(&["https://keys.example.org"]), &NoBroker).expect_err("nb");
+        assert_eq!(err.to_string(), NO_BROKER);
     }
 
     #[test]
@@ -319,7 +376,7 @@ mod tests {
         let out = serve(&r, &node(&[]), &Fake).expect("wrap");
         let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
         assert_eq!(v["keywrapresults"]["annotation"], enc(b"vo.example.org"));
-        assert!(serve(&r, &node(&[]), &NotMerged).is_err());
+        assert!(serve(&r, &node(&[]), &NoBroker).is_err());
     }
 
     #[test]

@@ -7,12 +7,15 @@
 //!   `ctd-decoder` does.
 //! - [`decode`]: the decode pipeline of the `layercrypt-decoder` stream processor.
 //! - [`keyprovider`]: the ocicrypt key-provider protocol, server side (`layercrypt-keyprovider`).
+//! - [`broker`]: the group wrapper with the node's credential and allowed brokers, and the
+//!   one-line causes of group failures.
 //! - [`cache`]: a bounded in-memory TTL cache for unwrapped layer keys.
 //!
 //! The binaries live in `containerd-plugin/`; see `docs/worker-node.md`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod broker;
 pub mod cache;
 pub mod config;
 pub mod decode;

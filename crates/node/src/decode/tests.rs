@@ -82,8 +82,23 @@ fn run(
     desc: &LayerDescriptor,
     input: &[u8],
 ) -> (Result<u64>, Vec<u8>) {
-    let wrappers = Wrappers::new();
-    let node = NodeConfig::default();
+    run_on(&NodeConfig::default(), dc, media_type, desc, input)
+}
+
+/// As [`run`] on a node with `node`'s brokers (and its group wrapper, if any).
+fn run_on(
+    node: &NodeConfig,
+    dc: &DecryptConfig,
+    media_type: &str,
+    desc: &LayerDescriptor,
+    input: &[u8],
+) -> (Result<u64>, Vec<u8>) {
+    let mut wrappers = Wrappers::new();
+    let group = crate::broker::node_group(node, Some(&desc.digest)).expect("node group");
+    let status = group.as_ref().map(|g| g.status.clone());
+    if let Some(g) = group {
+        wrappers.push(Box::new(g.wrapper));
+    }
     let key_dir = KeyDirReport::default();
     let req = DecodeRequest {
         media_type,
@@ -91,7 +106,9 @@ fn run(
         wrappers: &wrappers,
         keys: dc,
         key_dir: &key_dir,
-        node: &node,
+        node,
+        node_file: None,
+        group: status.as_ref(),
     };
     let mut out = Vec::new();
     let r = decode_layer(&req, &mut &input[..], &mut out);
@@ -260,12 +277,29 @@ fn group_layers_say_what_is_missing() {
         "org.opencontainers.image.enc.keys.provider.layercrypt".into(),
         base64::engine::general_purpose::STANDARD.encode(payload),
     );
-    let (r, _) = run(&k.dc, TAR, &descriptor(TAR, &ct, ann), &ct);
+    let desc = descriptor(TAR, &ct, ann);
+    // No node config: the node has no broker credential.
+    let (r, _) = run(&k.dc, TAR, &desc, &ct);
     let msg = r.expect_err("group").to_string();
     assert!(msg.contains("group vo.example.org"), "{msg}");
     assert!(msg.contains("https://keys.example.org"), "{msg}");
-    assert!(msg.contains("not in this node's allowed brokers"), "{msg}");
-    assert!(msg.contains("not merged yet"), "{msg}");
+    assert!(msg.contains("no broker credential"), "{msg}");
+    // A node that trusts another broker: refused without asking anyone.
+    let dir = tempfile::tempdir().expect("tmp");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t\n").expect("write");
+    let node = NodeConfig {
+        brokers: vec!["https://other.example.org".into()],
+        credential: Some(crate::config::Credential::TokenFile { token_file: token }),
+        ..Default::default()
+    };
+    let (r, out) = run_on(&node, &k.dc, TAR, &desc, &ct);
+    let msg = r.expect_err("group").to_string();
+    assert!(
+        msg.contains("at broker https://keys.example.org, which is not in this node's allowed brokers (https://other.example.org)"),
+        "{msg}"
+    );
+    assert!(out.is_empty());
 }
 
 #[test]
