@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod agekey;
 pub mod api;
 pub mod auth;
 pub mod config;

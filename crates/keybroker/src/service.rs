@@ -376,10 +376,18 @@ impl Broker {
             }
             Err(e) => return deny(event, e.into(), "key store unavailable".into()),
         };
+        // The public half, for the key derivation; it is not secret and the group holds it.
+        let recipient = group
+            .versions
+            .iter()
+            .find(|v| v.version == payload.version)
+            .map(|v| v.recipient.clone())
+            .unwrap_or_default();
         let ciphertext = payload.age_ciphertext;
-        let decrypted = tokio::task::spawn_blocking(move || decrypt(&secret, &ciphertext))
-            .await
-            .map_err(|e| BrokerError::Internal(format!("decryption task failed: {e}")));
+        let decrypted =
+            tokio::task::spawn_blocking(move || decrypt_with(&secret, &recipient, &ciphertext))
+                .await
+                .map_err(|e| BrokerError::Internal(format!("decryption task failed: {e}")));
         match decrypted {
             Ok(Ok(opts)) => {
                 event.reason = grant_reason;
@@ -516,10 +524,22 @@ async fn generate_key() -> Result<NewKey, BrokerError> {
 
 /// Decrypts the age ciphertext with the stored identity; the error says why (for the audit
 /// log) and contains no key material.
+#[cfg(test)]
 fn decrypt(secret: &str, ciphertext: &[u8]) -> Result<Optsdata, String> {
     let identity: age::x25519::Identity = secret
         .parse()
         .map_err(|_| "the stored key does not parse as an age X25519 identity".to_owned())?;
+    let recipient = identity.to_public().to_string();
+    decrypt_with(secret, &recipient, ciphertext)
+}
+
+/// [`decrypt`] with the recipient (public key) of the same key version, which the X25519
+/// unwrap needs and would otherwise recompute from the secret on every call
+/// ([`crate::agekey`]).
+fn decrypt_with(secret: &str, recipient: &str, ciphertext: &[u8]) -> Result<Optsdata, String> {
+    let identity = crate::agekey::GroupIdentity::new(secret, recipient).ok_or_else(|| {
+        "the stored key does not parse as an age X25519 identity and recipient".to_owned()
+    })?;
     let decryptor = age::Decryptor::new(ciphertext)
         .map_err(|e| format!("the payload is not age ciphertext ({e})"))?;
     let mut reader = decryptor

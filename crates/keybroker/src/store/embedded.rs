@@ -8,7 +8,10 @@
 //! - `state.json`: groups, grants, key versions and the sealed identities. Every write goes to
 //!   `state.json.tmp`, is fsynced, renamed over `state.json`, and the directory is fsynced;
 //!   only then is the write acknowledged.
-//! - `audit.log`: append-only JSON lines, fsynced per event.
+//! - `audit.log`: append-only JSON lines. One writer thread appends them with group commit:
+//!   it takes every event queued so far, writes them with one `write(2)`, calls `fdatasync`
+//!   once, and only then acknowledges each of them. An event is never acknowledged before it
+//!   is durable; concurrent events share one fsync instead of queueing for one each.
 //! - `lock`: held with an exclusive `flock` while the store is open, so two brokers cannot
 //!   share one directory.
 //!
@@ -20,7 +23,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::mpsc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
@@ -76,8 +80,8 @@ struct Inner {
     state: RwLock<Arc<State>>,
     /// Serializes writers: held while the next state is written to disk.
     writer: tokio::sync::Mutex<()>,
-    /// The audit log, opened for appending.
-    audit: Mutex<File>,
+    /// Queue of the audit writer thread (see [`audit_writer`]).
+    audit: mpsc::Sender<AuditJob>,
     /// Holds the `flock` until the store is dropped.
     _lock: File,
 }
@@ -249,13 +253,13 @@ fn open_blocking(dir: PathBuf) -> StoreResult<Inner> {
         state
     };
 
-    let audit = open_audit(&dir.join(AUDIT))?;
+    let audit = spawn_audit_writer(open_audit(&dir.join(AUDIT))?)?;
     Ok(Inner {
         dir,
         cipher,
         state: RwLock::new(Arc::new(state)),
         writer: tokio::sync::Mutex::new(()),
-        audit: Mutex::new(audit),
+        audit,
         _lock: lock,
     })
 }
@@ -327,6 +331,73 @@ fn open_audit(path: &Path) -> StoreResult<File> {
         }
     }
     Ok(file)
+}
+
+/// One audit line (ending in `\n`) and who waits for it to be durable.
+struct AuditJob {
+    line: Vec<u8>,
+    done: tokio::sync::oneshot::Sender<std::io::Result<()>>,
+}
+
+/// Most events committed by one `fdatasync`, and most bytes written by one `write(2)`.
+const AUDIT_BATCH_EVENTS: usize = 4096;
+const AUDIT_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// Starts the audit writer thread over `file` (opened for appending). It ends when the last
+/// sender is dropped, after committing what was queued.
+fn spawn_audit_writer(file: File) -> StoreResult<mpsc::Sender<AuditJob>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("audit-writer".into())
+        .spawn(move || audit_writer(file, &rx))?;
+    Ok(tx)
+}
+
+/// Group commit: waits for one event, takes whatever else is queued by then (bounded), writes
+/// the batch with one `write(2)`, `fdatasync`s once, then answers every event of the batch.
+/// No artificial delay: the batch is what arrived while the previous fsync ran. A failed
+/// write or sync answers the whole batch with the error and cuts the file back to its last
+/// durable length, so a failed batch leaves no partial line for a later one to follow.
+fn audit_writer(mut file: File, rx: &mpsc::Receiver<AuditJob>) {
+    let mut durable_len = file.metadata().map(|m| m.len()).ok();
+    let mut buf = Vec::new();
+    let mut waiting = Vec::new();
+    while let Ok(first) = rx.recv() {
+        buf.clear();
+        buf.extend_from_slice(&first.line);
+        waiting.push(first.done);
+        while waiting.len() < AUDIT_BATCH_EVENTS && buf.len() < AUDIT_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(job) => {
+                    buf.extend_from_slice(&job.line);
+                    waiting.push(job.done);
+                }
+                Err(_) => break,
+            }
+        }
+        // One write(2) of whole lines on an O_APPEND file, then one fsync for all of them.
+        let result = file.write_all(&buf).and_then(|()| file.sync_data());
+        match &result {
+            Ok(()) => durable_len = durable_len.map(|l| l + buf.len() as u64),
+            Err(e) => {
+                tracing::error!(error = %e, events = waiting.len(), "audit batch not durable");
+                if let Some(len) = durable_len {
+                    if let Err(e) = file.set_len(len).and_then(|()| file.sync_data()) {
+                        tracing::error!(error = %e, "cannot cut the audit log back after a failed write");
+                        durable_len = file.metadata().map(|m| m.len()).ok();
+                    }
+                }
+            }
+        }
+        for done in waiting.drain(..) {
+            let answer = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+            };
+            // The request may have gone away (timeout): its event is durable all the same.
+            let _ = done.send(answer);
+        }
+    }
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -588,16 +659,16 @@ impl KeyStore for EmbeddedStore {
         let mut line =
             serde_json::to_vec(event).map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
         line.push(b'\n');
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            let mut file = inner.audit.lock().unwrap_or_else(PoisonError::into_inner);
-            // One write(2) of the whole line on an O_APPEND file, then fsync.
-            file.write_all(&line)?;
-            file.sync_data()?;
-            Ok::<_, StoreError>(())
-        })
-        .await
-        .map_err(join_error)?
+        let (done, durable) = tokio::sync::oneshot::channel();
+        self.inner
+            .audit
+            .send(AuditJob { line, done })
+            .map_err(|_| StoreError::Io(std::io::Error::other("audit writer stopped")))?;
+        // Answered only after the batch holding this event was written and fsynced.
+        durable
+            .await
+            .map_err(|_| StoreError::Io(std::io::Error::other("audit writer stopped")))?
+            .map_err(StoreError::Io)
     }
 
     async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
