@@ -393,7 +393,10 @@ pub(crate) fn http_client(timeout: Duration) -> Result<Client> {
 
 /// [`http_client`] with a client certificate and extra roots.
 fn http_client_tls(timeout: Duration, tls: &BrokerTls) -> Result<Client> {
+    // rustls explicitly: another crate in the build may switch reqwest's native-tls on
+    // (feature unification), and a PEM identity is a rustls identity.
     let mut b = Client::builder()
+        .tls_backend_rustls()
         .timeout(timeout)
         .connect_timeout(CONNECT_TIMEOUT.min(timeout))
         .redirect(reqwest::redirect::Policy::none())
