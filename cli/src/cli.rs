@@ -263,20 +263,12 @@ pub struct KeyArgs {
     pub passphrase_file: Option<PathBuf>,
 }
 
-/// `layercrypt encrypt`.
+/// What every copying command (encrypt, decrypt, rewrap) takes: a layer selection, the
+/// transport options, the source and the destination.
 #[derive(Debug, Args)]
-pub struct EncryptArgs {
-    /// Who can decrypt: jwe:PUBKEY, x509:CERT (or pkcs7:CERT), provider:NAME[:PARAM],
-    /// group:NAME (members of a key-broker group; one group per call). Repeatable.
-    #[arg(
-        long = "recipient",
-        short = 'r',
-        value_name = "SCHEME:VALUE",
-        required = true
-    )]
-    pub recipients: Vec<String>,
-
-    /// Encrypt only this layer (0-based; negative counts from the end). Repeatable; default all.
+pub struct CopyArgs {
+    /// Only this layer (0-based; negative counts from the end, -1 is the last). Repeatable;
+    /// default every layer.
     #[arg(
         long = "layer",
         short = 'l',
@@ -294,28 +286,31 @@ pub struct EncryptArgs {
     pub dst: String,
 }
 
+/// `layercrypt encrypt`.
+#[derive(Debug, Args)]
+pub struct EncryptArgs {
+    /// Who can decrypt: jwe:PUBKEY, x509:CERT (or pkcs7:CERT), provider:NAME[:PARAM],
+    /// group:NAME (members of a key-broker group; one group per call). Repeatable.
+    #[arg(
+        long = "recipient",
+        short = 'r',
+        value_name = "SCHEME:VALUE",
+        required = true
+    )]
+    pub recipients: Vec<String>,
+
+    #[command(flatten)]
+    pub copy: CopyArgs,
+}
+
 /// `layercrypt decrypt`.
 #[derive(Debug, Args)]
 pub struct DecryptArgs {
     #[command(flatten)]
     pub keys: KeyArgs,
 
-    /// Decrypt only this layer (0-based; negative from the end). Repeatable; default all.
-    #[arg(
-        long = "layer",
-        short = 'l',
-        value_name = "N",
-        allow_negative_numbers = true
-    )]
-    pub layers: Vec<i64>,
-
     #[command(flatten)]
-    pub transport: TransportArgs,
-
-    /// Source image.
-    pub src: String,
-    /// Destination image.
-    pub dst: String,
+    pub copy: CopyArgs,
 }
 
 /// `layercrypt rewrap`.
@@ -337,22 +332,8 @@ pub struct RewrapArgs {
     #[arg(long, requires = "add")]
     pub remove_all: bool,
 
-    /// Only this layer (0-based; negative from the end). Repeatable; default all.
-    #[arg(
-        long = "layer",
-        short = 'l',
-        value_name = "N",
-        allow_negative_numbers = true
-    )]
-    pub layers: Vec<i64>,
-
     #[command(flatten)]
-    pub transport: TransportArgs,
-
-    /// Source image.
-    pub src: String,
-    /// Destination image.
-    pub dst: String,
+    pub copy: CopyArgs,
 }
 
 /// `layercrypt inspect`.

@@ -31,14 +31,14 @@ pub fn run(cli: Cli) -> Result<()> {
     let setup = || BrokerSetup::new(&cli.broker);
     match &cli.command {
         Command::Encrypt(a) => {
-            let job = job(&a.src, &a.dst, &a.transport, quiet)?;
+            let job = job(&a.copy.src, &a.copy.dst, &a.copy.transport, quiet)?;
             let specs = parse_specs(&a.recipients)?;
             let ec = encrypt_config(&specs)?;
             let wrappers = wrappers(&setup()?, &ec, None)?;
-            let selection = LayerSelection::new(a.layers.clone());
+            let selection = LayerSelection::new(a.copy.layers.clone());
             let report = job
                 .run(&EncryptHandler::new(&wrappers, &ec, &selection))
-                .with_context(|| format!("encrypting {} to {}", a.src, a.dst))?;
+                .with_context(|| format!("encrypting {} to {}", a.copy.src, a.copy.dst))?;
             if report.transformed == 0 {
                 tracing::warn!(
                     "no layer was encrypted (all selected layers were already encrypted)"
@@ -48,18 +48,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 quiet,
                 &format!(
                     "encrypted {} layer(s); {} written ({})",
-                    report.transformed, a.dst, report.top_digest
+                    report.transformed, a.copy.dst, report.top_digest
                 ),
             );
         }
         Command::Decrypt(a) => {
-            let job = job(&a.src, &a.dst, &a.transport, quiet)?;
+            let job = job(&a.copy.src, &a.copy.dst, &a.copy.transport, quiet)?;
             let dc = decrypt_keys(&a.keys)?;
-            let wrappers = wrappers(&setup()?, &EncryptConfig::default(), Some(&a.src))?;
-            let selection = LayerSelection::new(a.layers.clone());
+            let wrappers = wrappers(&setup()?, &EncryptConfig::default(), Some(&a.copy.src))?;
+            let selection = LayerSelection::new(a.copy.layers.clone());
             let report = job
                 .run(&DecryptHandler::new(&wrappers, &dc, &selection))
-                .with_context(|| format!("decrypting {} to {}", a.src, a.dst))?;
+                .with_context(|| format!("decrypting {} to {}", a.copy.src, a.copy.dst))?;
             if report.transformed == 0 {
                 tracing::warn!("the image has no encrypted layer; it was copied as it is");
             }
@@ -67,7 +67,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 quiet,
                 &format!(
                     "decrypted {} layer(s); {} written ({})",
-                    report.transformed, a.dst, report.top_digest
+                    report.transformed, a.copy.dst, report.top_digest
                 ),
             );
         }
@@ -75,7 +75,7 @@ pub fn run(cli: Cli) -> Result<()> {
             if a.add.is_empty() && a.remove.is_empty() {
                 bail!("nothing to do: give --add-recipient and/or --remove-recipient");
             }
-            let job = job(&a.src, &a.dst, &a.transport, quiet)?;
+            let job = job(&a.copy.src, &a.copy.dst, &a.copy.transport, quiet)?;
             let add = if a.add.is_empty() {
                 None
             } else {
@@ -90,9 +90,9 @@ pub fn run(cli: Cli) -> Result<()> {
             let wrappers = wrappers(
                 &setup()?,
                 add.as_ref().unwrap_or(&EncryptConfig::default()),
-                Some(&a.src),
+                Some(&a.copy.src),
             )?;
-            let selection = LayerSelection::new(a.layers.clone());
+            let selection = LayerSelection::new(a.copy.layers.clone());
             let rewrap = Rewrap {
                 add: add.as_ref(),
                 remove: if a.remove.is_empty() {
@@ -104,7 +104,7 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             let report = job
                 .run(&RewrapHandler::new(&wrappers, &dc, rewrap, &selection))
-                .with_context(|| format!("re-wrapping {} to {}", a.src, a.dst))?;
+                .with_context(|| format!("re-wrapping {} to {}", a.copy.src, a.copy.dst))?;
             if report.rewritten == 0 {
                 tracing::warn!("the image has no encrypted layer; nothing was re-wrapped");
             }
@@ -112,7 +112,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 quiet,
                 &format!(
                     "re-wrapped {} layer(s); {} written ({})",
-                    report.rewritten, a.dst, report.top_digest
+                    report.rewritten, a.copy.dst, report.top_digest
                 ),
             );
         }
