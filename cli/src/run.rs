@@ -241,7 +241,7 @@ fn decrypt_keys(k: &KeyArgs) -> Result<layercrypt_ocicrypt::DecryptConfig> {
     };
     let dc = keys::decrypt_config(&k.keys, &ask)?;
     if dc.private_keys.is_empty() && dc.provider_params.is_empty() {
-        tracing::warn!("no decryption key given (--key) and no ~/.globus/userkey.pem; only key providers can help");
+        tracing::info!("no decryption key given (--key) and no ~/.globus/userkey.pem; only the broker and key providers can help");
     }
     Ok(dc)
 }
