@@ -7,7 +7,7 @@ pub mod pki;
 pub mod tokens;
 
 use std::ffi::OsString;
-use std::io::{BufRead as _, BufReader};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -85,19 +85,30 @@ impl Oidc {
             oidc_dir.display()
         );
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new("node")
-            .arg("server.mjs")
-            .args(["--port", "0", "--key-file"])
-            .arg(dir.path().join("keys.json"))
-            .current_dir(&oidc_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.path().join("stderr.log")).expect("log"))
-            .spawn()
-            .expect("node must be installed to run the OIDC stand-in (scripts/test.sh)");
-        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("stand-in stdout");
+        let mut started = None;
+        for _attempt in 0..3 {
+            let _ = std::fs::remove_file(dir.path().join("keys.json"));
+            let mut child = Command::new("node")
+                .arg("server.mjs")
+                .args(["--port", "0", "--key-file"])
+                .arg(dir.path().join("keys.json"))
+                .current_dir(&oidc_dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(std::fs::File::create(dir.path().join("stderr.log")).expect("log"))
+                .spawn()
+                .expect("node must be installed to run the OIDC stand-in (scripts/test.sh)");
+            let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+            let line = first_line_within_30s(&child, &mut reader);
+            if line.starts_with("READY ") {
+                started = Some((child, reader, line));
+                break;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let (child, mut reader, line) =
+            started.unwrap_or_else(|| panic!("the OIDC stand-in did not start in 3 attempts"));
         // Keep draining stdout: oidc-provider prints notices there.
         std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         let issuer = line
@@ -620,4 +631,24 @@ pub fn group_payload(layout: &Path, tag: &str, idx: usize) -> String {
         .as_str()
         .expect("layercrypt annotation")
         .to_owned()
+}
+
+/// The stand-in's first line of stdout, or an empty string if it printed nothing within 30 s
+/// (it is then killed): a stalled start must fail or be retried, never hang the suite.
+fn first_line_within_30s(child: &Child, reader: &mut impl std::io::BufRead) -> String {
+    let pid = child.id().to_string();
+    let (done, waiting) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            waiting.recv_timeout(std::time::Duration::from_secs(30))
+        {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status();
+        }
+    });
+    let mut line = String::new();
+    let _ = reader.read_line(&mut line);
+    let _ = done.send(());
+    line
 }

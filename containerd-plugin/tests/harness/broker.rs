@@ -48,6 +48,17 @@ impl Oidc {
             .expect("start node tests/oidc/server.mjs (apt-get install nodejs npm)");
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut issuer = String::new();
+        // A stalled start must fail the test, never hang the suite: kill the stand-in if it
+        // has not said READY within 30 s.
+        let (ready, waiting) = std::sync::mpsc::channel::<()>();
+        let pid = child.id().to_string();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                waiting.recv_timeout(Duration::from_secs(30))
+            {
+                let _ = Command::new("kill").args(["-9", &pid]).status();
+            }
+        });
         for _ in 0..20 {
             let mut line = String::new();
             if out.read_line(&mut line).unwrap_or(0) == 0 {
@@ -58,6 +69,7 @@ impl Oidc {
                 break;
             }
         }
+        let _ = ready.send(());
         assert!(!issuer.is_empty(), "the OIDC stand-in did not print READY");
         // Keep reading stdout so the stand-in never blocks on a full pipe.
         std::thread::spawn(move || {

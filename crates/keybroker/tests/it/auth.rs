@@ -4,7 +4,7 @@
 //! Needs Node.js and `npm ci --prefer-offline` in `tests/oidc` (the test says so if not).
 // Refusal reasons and the stand-in's log go to stderr, shown for failing tests only.
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -38,19 +38,31 @@ impl Provider {
             oidc_dir.display()
         );
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new("node")
-            .arg("server.mjs")
-            .args(["--port", "0", "--key-file"])
-            .arg(dir.path().join("keys.json"))
-            .current_dir(&oidc_dir)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.path().join("stderr.log")).expect("log file"))
-            .spawn()
-            .expect("node must be installed to run the OIDC stand-in");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("read stand-in stdout");
+        let mut started = None;
+        for _attempt in 0..3 {
+            let _ = std::fs::remove_file(dir.path().join("keys.json"));
+            let mut child = Command::new("node")
+                .arg("server.mjs")
+                .args(["--port", "0", "--key-file"])
+                .arg(dir.path().join("keys.json"))
+                .current_dir(&oidc_dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(std::fs::File::create(dir.path().join("stderr.log")).expect("log file"))
+                .spawn()
+                .expect("node must be installed to run the OIDC stand-in");
+            let stdout = child.stdout.take().expect("piped stdout");
+            let mut reader = BufReader::new(stdout);
+            let line = first_line_within_30s(&child, &mut reader);
+            if line.starts_with("READY ") {
+                started = Some((child, reader, line));
+                break;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let (child, mut reader, line) =
+            started.unwrap_or_else(|| panic!("the OIDC stand-in did not start in 3 attempts"));
         // Keep draining stdout (oidc-provider prints notices there): a closed pipe kills node.
         std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         let issuer = line
@@ -531,4 +543,24 @@ async fn device_flow_token_from_the_provider_verifies() {
         .expect("provider's token verifies");
     assert_eq!(id.subject.as_deref(), Some("carol@egi.eu"));
     assert_eq!(id.entitlements, vec![VO.to_owned()]);
+}
+
+/// The stand-in's first line of stdout, or an empty string if it printed nothing within 30 s
+/// (it is then killed): a stalled start must fail or be retried, never hang the suite.
+fn first_line_within_30s(child: &Child, reader: &mut impl std::io::BufRead) -> String {
+    let pid = child.id().to_string();
+    let (done, waiting) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            waiting.recv_timeout(std::time::Duration::from_secs(30))
+        {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status();
+        }
+    });
+    let mut line = String::new();
+    let _ = reader.read_line(&mut line);
+    let _ = done.send(());
+    line
 }
