@@ -319,29 +319,29 @@ pub fn refresh(stored: &StoredTokens, now: u64) -> Result<StoredTokens> {
         .ok_or_else(|| login_err(issuer, "no refresh token stored; run `layercrypt login`"))?;
     let http = http_client(REQUEST_TIMEOUT)?;
     let d = discover(&http, issuer)?;
-    let resp = http
-        .post(&d.token_endpoint)
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-            ("client_id", stored.client_id.as_str()),
-        ])
-        .send()
-        .map_err(|e| login_err(issuer, format!("refreshing the token failed: {e}")))?;
-    let status = resp.status();
-    let body = read_bounded(resp, "token").map_err(|r| login_err(issuer, r))?;
-    if !status.is_success() {
-        let code = serde_json::from_slice::<OAuthError>(&body)
-            .map(|e| e.error)
-            .unwrap_or_else(|_| status.to_string());
-        return Err(login_err(
-            issuer,
-            format!(
-                "the refresh token was refused ({}); run `layercrypt login`",
-                safe(&code)
-            ),
-        ));
-    }
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+        ("client_id", stored.client_id.as_str()),
+    ];
+    let body = match post_grant(
+        &http,
+        issuer,
+        &d.token_endpoint,
+        &form,
+        "refreshing the token",
+    )? {
+        Ok(body) => body,
+        Err(code) => {
+            return Err(login_err(
+                issuer,
+                format!(
+                    "the refresh token was refused ({}); run `layercrypt login`",
+                    safe(&code)
+                ),
+            ))
+        }
+    };
     parse_tokens(issuer, &stored.client_id, &body, now, Some(refresh_token))
 }
 
@@ -366,27 +366,50 @@ pub fn client_credentials(
     if let Some(scope) = scope {
         form.push(("scope", scope));
     }
-    let resp = http
-        .post(&d.token_endpoint)
-        .form(&form)
-        .send()
-        .map_err(|e| login_err(issuer, format!("client credentials grant failed: {e}")))?;
-    let status = resp.status();
-    let body = read_bounded(resp, "token").map_err(|r| login_err(issuer, r))?;
-    if !status.is_success() {
-        let code = serde_json::from_slice::<OAuthError>(&body)
-            .map(|e| e.error)
-            .unwrap_or_else(|_| status.to_string());
-        return Err(login_err(
-            issuer,
-            format!(
+    let body = match post_grant(
+        &http,
+        issuer,
+        &d.token_endpoint,
+        &form,
+        "client credentials grant",
+    )? {
+        Ok(body) => body,
+        Err(code) => {
+            return Err(login_err(
+                issuer,
+                format!(
                 "the client credentials of {} were refused ({}); check client_id and the secret",
                 safe(client_id),
                 safe(&code)
             ),
-        ));
-    }
+            ))
+        }
+    };
     parse_tokens(issuer, client_id, &body, now, None)
+}
+
+/// POSTs a grant to the token endpoint. `Ok(Ok(body))` on success, `Ok(Err(code))` with the
+/// OAuth error code (or HTTP status) when the issuer refused it, `Err` when it was unreachable.
+fn post_grant(
+    http: &Client,
+    issuer: &str,
+    token_endpoint: &str,
+    form: &[(&str, &str)],
+    what: &str,
+) -> Result<std::result::Result<Zeroizing<Vec<u8>>, String>> {
+    let resp = http
+        .post(token_endpoint)
+        .form(form)
+        .send()
+        .map_err(|e| login_err(issuer, format!("{what} failed: {e}")))?;
+    let status = resp.status();
+    let body = read_bounded(resp, "token").map_err(|r| login_err(issuer, r))?;
+    if status.is_success() {
+        return Ok(Ok(body));
+    }
+    Ok(Err(serde_json::from_slice::<OAuthError>(&body)
+        .map(|e| e.error)
+        .unwrap_or_else(|_| status.to_string())))
 }
 
 fn safe(s: &str) -> String {
