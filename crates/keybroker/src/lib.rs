@@ -15,6 +15,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+mod keycache;
 pub mod model;
 pub mod policy;
 pub mod server;

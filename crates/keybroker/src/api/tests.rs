@@ -876,3 +876,44 @@ async fn ops_routes_and_metrics() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn recreated_group_does_not_open_payloads_of_the_deleted_one() {
+    // The broker keeps unsealed group keys in memory after the first unwrap; a group deleted
+    // and created again under the same name must not meet the old key through that cache.
+    let h = harness();
+    let v1 = h.setup_group().await;
+    let old = payload(BROKER, "vo.example.org", 1, &v1, OPTS);
+    let r = h
+        .post("/v1/unwrap", Some("member"), unwrap_body(&old))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+    let r = h
+        .call(
+            HttpMethod::DELETE,
+            "/v1/admin/groups/vo.example.org",
+            Some(BOOTSTRAP),
+            None,
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.status);
+    // Deleted: refused, though the key was cached.
+    let r = h
+        .post("/v1/unwrap", Some("member"), unwrap_body(&old))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let again = h.setup_group().await;
+    assert_ne!(again, v1);
+    let r = h
+        .post("/v1/unwrap", Some("member"), unwrap_body(&old))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let reason = h.store.events().pop().expect("audited").reason;
+    assert!(reason.contains("does not decrypt"), "{reason}");
+    // The new key works.
+    let new = payload(BROKER, "vo.example.org", 1, &again, OPTS);
+    let r = h
+        .post("/v1/unwrap", Some("member"), unwrap_body(&new))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
