@@ -12,6 +12,7 @@ use layercrypt_node::config::NodeConfig;
 use layercrypt_node::decode::{decode_layer, DecodeRequest, ENV_MEDIATYPE};
 use layercrypt_node::keydir::{add_payload_keys, load_key_dir, KeyDirReport};
 use layercrypt_node::payload::{self, Payload};
+use layercrypt_node::pipes::grow_pipe;
 use layercrypt_ocicrypt::keywrap::keyprovider::load_config_from_env;
 use layercrypt_ocicrypt::layer::Wrappers;
 use layercrypt_ocicrypt::DecryptConfig;
@@ -54,6 +55,9 @@ fn run(payload: &Payload, args: &DecoderArgs) -> Result<u64, layercrypt_node::Er
         node_file: node_file.as_deref(),
         group: status.as_ref(),
     };
+    // One decoder chunk per wake-up on both pipes (layercrypt_node::pipes).
+    grow_pipe("stdin", std::io::stdin());
+    grow_pipe("stdout", std::io::stdout());
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     let n = decode_layer(&req, &mut stdin, &mut stdout)?;

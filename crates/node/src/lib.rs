@@ -23,5 +23,6 @@ pub mod error;
 pub mod keydir;
 pub mod keyprovider;
 pub mod payload;
+pub mod pipes;
 
 pub use error::{Error, Result};
