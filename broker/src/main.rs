@@ -54,7 +54,7 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
     let addr = app.local_addr()?;
     if let Some(token) = app.dev_admin_token() {
         println!("dev broker listening on {addr}");
-        println!("bootstrap admin token: {}", token.as_str());
+        println!("bootstrap admin token: {}", token.expose_secret());
     }
     app.serve().await?;
     Ok(())

@@ -88,7 +88,7 @@ impl std::fmt::Debug for App {
 }
 
 /// Reads a secret file: trimmed, non-empty; the content never appears in errors.
-pub fn read_secret_file(path: &Path) -> Result<Token, ServerError> {
+pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, ServerError> {
     let secret = |message: String| ServerError::Secret {
         path: path.to_owned(),
         message,
@@ -161,7 +161,7 @@ fn vault_config(config: &Config) -> Result<VaultConfig, ServerError> {
 
 fn random_token() -> Token {
     let bytes: [u8; 32] = rand::random();
-    Zeroizing::new(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Token::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), ServerError> {
@@ -245,7 +245,8 @@ impl App {
                     .token_file
                     .as_deref()
                     .map(read_secret_file)
-                    .transpose()?,
+                    .transpose()?
+                    .map(Token::from),
                 None,
             )
         };

@@ -154,7 +154,10 @@ impl Broker {
         certs: Option<Arc<CertVerifyFn>>,
         settings: BrokerSettings,
     ) -> Broker {
-        let admin_token_digest = settings.admin_token.as_ref().map(|t| digest(t));
+        let admin_token_digest = settings
+            .admin_token
+            .as_ref()
+            .map(|t| digest(t.expose_secret()));
         Broker {
             store,
             tokens,
@@ -175,7 +178,7 @@ impl Broker {
     pub async fn authenticate_bearer(&self, token: &Token) -> Result<Identity, AuthError> {
         if let Some(expected) = &self.admin_token_digest {
             // Both sides hashed first so that the comparison does not depend on lengths either.
-            if bool::from(digest(token).ct_eq(expected)) {
+            if bool::from(digest(token.expose_secret()).ct_eq(expected)) {
                 return Ok(Identity {
                     method: Method::BootstrapAdmin,
                     subject: None,

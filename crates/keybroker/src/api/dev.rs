@@ -41,7 +41,8 @@ async fn token(
         ));
     }
     let token = issuer.mint(&body.sub, &body.entitlements, DEV_TOKEN_TTL);
-    let mut response = Json(serde_json::json!({ "access_token": token.as_str() })).into_response();
+    let mut response =
+        Json(serde_json::json!({ "access_token": token.expose_secret() })).into_response();
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use super::{ApiError, AppState};
-use crate::auth::{AuthError, Identity, Method};
+use crate::auth::{AuthError, Identity, Method, Token};
 
 /// Largest bearer token accepted (Check-in's are about 1,400 characters).
 const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -57,7 +57,10 @@ async fn authenticate(state: &AppState, parts: &Parts) -> Result<Identity, AuthE
             ));
         }
         let token = Zeroizing::new(token.to_owned());
-        return state.broker().authenticate_bearer(&token).await;
+        return state
+            .broker()
+            .authenticate_bearer(&Token::from(token))
+            .await;
     }
     if let Some(PeerCertificates(chain)) = parts.extensions.get::<PeerCertificates>() {
         if !chain.is_empty() {

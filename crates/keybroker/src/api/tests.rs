@@ -196,11 +196,11 @@ struct TableVerifier(HashMap<&'static str, Identity>);
 #[async_trait]
 impl TokenVerifier for TableVerifier {
     async fn verify(&self, token: &Token) -> Result<Identity, AuthError> {
-        if token.as_str() == "issuer-down" {
+        if token.expose_secret() == "issuer-down" {
             return Err(AuthError::Unavailable("jwks unreachable".into()));
         }
         self.0
-            .get(token.as_str())
+            .get(token.expose_secret())
             .cloned()
             .ok_or_else(|| AuthError::Invalid("unknown token".into()))
     }
@@ -244,7 +244,7 @@ fn harness_with(options: ApiOptions) -> Harness {
         BrokerSettings {
             public_url: BROKER.into(),
             admin_entitlement: Some(ADMIN_ENT.into()),
-            admin_token: Some(Zeroizing::new(BOOTSTRAP.into())),
+            admin_token: Some(Token::new(BOOTSTRAP)),
         },
     );
     Harness {

@@ -109,7 +109,7 @@ impl DevIssuer {
         });
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
-        Zeroizing::new(
+        Token::new(
             jsonwebtoken::encode(&header, &claims, &self.encoding)
                 .expect("ES256 signing with a valid key cannot fail"),
         )
@@ -144,7 +144,7 @@ impl Default for DevIssuer {
 impl TokenVerifier for DevIssuer {
     async fn verify(&self, token: &Token) -> Result<Identity, AuthError> {
         // ES256 verification is cheap enough (~50 µs) to run inline.
-        self.verify_sync(token)
+        self.verify_sync(token.expose_secret())
     }
 
     async fn ready(&self) -> bool {
@@ -183,10 +183,10 @@ mod tests {
         let a = DevIssuer::new();
         let b = DevIssuer::new();
         let token = b.mint("mallory", &[], Duration::from_secs(60));
-        assert!(reason(a.verify_sync(&token)).contains("unknown signing key"));
+        assert!(reason(a.verify_sync(token.expose_secret())).contains("unknown signing key"));
 
         let token = a.mint("alice", &["x".into()], Duration::from_secs(60));
-        let parts: Vec<&str> = token.split('.').collect();
+        let parts: Vec<&str> = token.expose_secret().split('.').collect();
         let forged_payload = URL_SAFE_NO_PAD.encode(
             serde_json::to_vec(&serde_json::json!({
                 "iss": a.issuer(), "sub": "alice", "exp": 4_000_000_000u64,

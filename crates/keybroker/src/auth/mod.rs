@@ -8,8 +8,35 @@ pub mod x509;
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
-/// An access token, zeroized on drop, never logged.
-pub type Token = Zeroizing<String>;
+/// A bearer token (OIDC access token or the bootstrap admin token): zeroized on drop, and its
+/// `Debug` prints no part of it, so a `?token` in a log line or an error leaks nothing. The
+/// text is reached only through [`Token::expose_secret`] (grep for it to find every use).
+#[derive(Clone)]
+pub struct Token(Zeroizing<String>);
+
+impl Token {
+    /// Wraps a token.
+    pub fn new(token: impl Into<String>) -> Token {
+        Token(Zeroizing::new(token.into()))
+    }
+
+    /// The token text.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl From<Zeroizing<String>> for Token {
+    fn from(token: Zeroizing<String>) -> Token {
+        Token(token)
+    }
+}
 
 /// How the caller authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,4 +85,17 @@ pub trait TokenVerifier: Send + Sync {
     async fn verify(&self, token: &Token) -> Result<Identity, AuthError>;
     /// True if the issuer is reachable (for `/readyz`).
     async fn ready(&self) -> bool;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Token;
+
+    #[test]
+    fn debug_shows_no_part_of_the_token() {
+        let token = Token::new("eyJhbGciOiJSUzI1NiJ9.c2VjcmV0.sig");
+        let shown = format!("{token:?} {:?}", Some(token.clone()));
+        assert!(!shown.contains("eyJ") && !shown.contains("sig"), "{shown}");
+        assert_eq!(token.expose_secret(), "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0.sig");
+    }
 }

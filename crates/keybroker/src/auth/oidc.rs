@@ -433,7 +433,7 @@ impl OidcVerifier {
         let resp = self
             .client()?
             .get(url)
-            .bearer_auth(token.as_str())
+            .bearer_auth(token.expose_secret())
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
@@ -473,7 +473,7 @@ impl OidcVerifier {
             return Err(unavailable("issuer publishes no introspection_endpoint"));
         };
         let form = [
-            ("token", token.as_str()),
+            ("token", token.expose_secret()),
             ("token_type_hint", "access_token"),
         ];
         let resp = self
@@ -508,15 +508,16 @@ impl OidcVerifier {
     }
 
     async fn verify_uncached(&self, token: &Token) -> Result<Identity, AuthError> {
-        let header = jwt::parse_header(token, &self.policy)?;
+        let header = jwt::parse_header(token.expose_secret(), &self.policy)?;
         let key = self.key_for(&header).await?;
         let policy = self.policy.clone();
         let owned = token.clone();
         // RSA verification is CPU work: off the async workers (style.md).
-        let claims =
-            tokio::task::spawn_blocking(move || jwt::validate(&owned, &header, &key, &policy))
-                .await
-                .map_err(|e| unavailable(format!("verification task failed: {e}")))??;
+        let claims = tokio::task::spawn_blocking(move || {
+            jwt::validate(owned.expose_secret(), &header, &key, &policy)
+        })
+        .await
+        .map_err(|e| unavailable(format!("verification task failed: {e}")))??;
         let entitlements = match (&claims.entitlements, &self.config.membership) {
             (Some(from_token), _) => from_token.clone(),
             (None, MembershipSource::TokenOrUserinfo) => {
@@ -546,7 +547,7 @@ impl OidcVerifier {
 #[async_trait]
 impl TokenVerifier for OidcVerifier {
     async fn verify(&self, token: &Token) -> Result<Identity, AuthError> {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let key: [u8; 32] = Sha256::digest(token.expose_secret().as_bytes()).into();
         let now = now_unix();
         {
             let mut cache = lock(&self.cache);
@@ -635,10 +636,7 @@ mod tests {
     async fn bad_token_refused_before_network() {
         // Port 9 (discard) on loopback: nothing is fetched for a malformed token anyway.
         let v = OidcVerifier::new(OidcConfig::new("http://127.0.0.1:9/auth/realms/egi"));
-        let err = v
-            .verify(&Zeroizing::new("abc".into()))
-            .await
-            .expect_err("must fail");
+        let err = v.verify(&Token::new("abc")).await.expect_err("must fail");
         assert!(matches!(err, AuthError::Invalid(_)), "{err:?}");
     }
 
@@ -655,7 +653,7 @@ mod tests {
             r#"{"alg":"RS256","kid":"k"}"#,
         );
         let token = Zeroizing::new(format!("{header}.e30.c2ln"));
-        let err = v.verify(&token).await.expect_err("must fail");
+        let err = v.verify(&Token::from(token)).await.expect_err("must fail");
         assert!(matches!(err, AuthError::Unavailable(_)), "{err:?}");
         assert!(!v.ready().await);
     }

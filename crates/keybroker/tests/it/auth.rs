@@ -113,7 +113,7 @@ impl Provider {
 
     async fn mint(&self, body: Value) -> Token {
         let v = self.post("/test/mint", body).await;
-        Zeroizing::new(v["access_token"].as_str().expect("token").to_owned())
+        Token::new(v["access_token"].as_str().expect("token"))
     }
 
     async fn stat(&self, name: &str) -> u64 {
@@ -165,9 +165,12 @@ async fn valid_token_gets_entitlements_from_userinfo() {
         .mint(json!({"sub": "alice@egi.eu", "entitlements": [VO]}))
         .await;
     // Like Check-in's, the token itself carries neither aud nor group claims.
-    let payload: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(split(&token).1).expect("b64"))
-            .expect("json");
+    let payload: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(split(token.expose_secret()).1)
+            .expect("b64"),
+    )
+    .expect("json");
     assert!(payload.get("aud").is_none() && payload.get("eduperson_entitlement").is_none());
 
     let id = v.verify(&token).await.expect("valid");
@@ -237,12 +240,12 @@ async fn bad_tokens_refused_with_distinct_reasons() {
     let t = p.mint(json!({"sub": "alice"})).await;
     check("no audience", reason(v.verify(&t).await));
 
-    let (h, body, sig) = split(&good);
+    let (h, body, sig) = split(good.expose_secret());
     let none = format!(
         "{}.{body}.",
         URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#)
     );
-    check("alg none", reason(v.verify(&Zeroizing::new(none)).await));
+    check("alg none", reason(v.verify(&Token::new(none)).await));
 
     // HS256 "signed" with the issuer's RSA public key in PEM: the classic key-confusion attack.
     let jwk = p.get("/test/jwks-key").await;
@@ -276,7 +279,7 @@ async fn bad_tokens_refused_with_distinct_reasons() {
     });
     check(
         "HS256 with the RSA public key",
-        reason(fresh.verify(&Zeroizing::new(hs_token)).await),
+        reason(fresh.verify(&Token::new(hs_token)).await),
     );
     assert_eq!(
         p.stat("jwks").await,
@@ -296,7 +299,7 @@ async fn bad_tokens_refused_with_distinct_reasons() {
     .expect("rs256");
     check(
         "unknown kid",
-        reason(v.verify(&Zeroizing::new(foreign_token)).await),
+        reason(v.verify(&Token::new(foreign_token)).await),
     );
 
     let mut forged = claims.clone();
@@ -304,19 +307,16 @@ async fn bad_tokens_refused_with_distinct_reasons() {
     let tampered = format!("{h}.{}.{sig}", URL_SAFE_NO_PAD.encode(forged.to_string()));
     check(
         "tampered payload",
-        reason(v.verify(&Zeroizing::new(tampered)).await),
+        reason(v.verify(&Token::new(tampered)).await),
     );
     let mut sig_bytes = URL_SAFE_NO_PAD.decode(&sig).expect("b64");
     sig_bytes[10] ^= 1;
     let bad_sig = format!("{h}.{body}.{}", URL_SAFE_NO_PAD.encode(sig_bytes));
     check(
         "tampered signature",
-        reason(v.verify(&Zeroizing::new(bad_sig)).await),
+        reason(v.verify(&Token::new(bad_sig)).await),
     );
-    check(
-        "garbage",
-        reason(v.verify(&Zeroizing::new("not-a-jwt".into())).await),
-    );
+    check("garbage", reason(v.verify(&Token::new("not-a-jwt")).await));
 
     // Every failure has its own reason, except that a changed payload and a changed signature
     // are one and the same failure (the signature does not verify over the signed bytes).
@@ -326,7 +326,7 @@ async fn bad_tokens_refused_with_distinct_reasons() {
     assert_eq!(distinct.len(), reasons.len() - 1, "{reasons:#?}");
     for (_, r) in &reasons {
         assert!(
-            !r.contains(good.as_str()) && !r.contains(&sig),
+            !r.contains(good.expose_secret()) && !r.contains(&sig),
             "reason leaks the token"
         );
     }
@@ -342,7 +342,11 @@ async fn jwks_refreshed_on_rotation_at_most_once_a_minute() {
 
     p.post("/test/rotate", json!({})).await;
     let b = p.mint(json!({"sub": "alice", "entitlements": [VO]})).await;
-    assert_ne!(split(&a).0, split(&b).0, "new kid");
+    assert_ne!(
+        split(a.expose_secret()).0,
+        split(b.expose_secret()).0,
+        "new kid"
+    );
     v.verify(&b)
         .await
         .expect("new key picked up by one JWKS refresh");
@@ -423,7 +427,7 @@ async fn issuer_down_is_unavailable() {
     ));
     // A bad token is still refused as such, without the issuer.
     assert!(matches!(
-        warm.verify(&Zeroizing::new("a.b".into())).await,
+        warm.verify(&Token::new("a.b")).await,
         Err(AuthError::Invalid(_))
     ));
     // The cached identity of t1 is still served until its TTL.
@@ -531,12 +535,7 @@ async fn device_flow_token_from_the_provider_verifies() {
     )
     .await;
     assert!(tokens["refresh_token"].is_string(), "{tokens}");
-    let token = Zeroizing::new(
-        tokens["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_owned(),
-    );
+    let token = Token::new(tokens["access_token"].as_str().expect("access_token"));
     let id = OidcVerifier::new(p.config())
         .verify(&token)
         .await
