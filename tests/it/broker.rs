@@ -178,6 +178,27 @@ fn group_chain(vault: bool) {
         manifest_bytes(&vectors().join("images/plain"), "gzip"),
         "the member's decryption is byte-identical to the original"
     );
+    // The broker's audit log names the layers the CLI asked keys for.
+    let manifest: Value = serde_json::from_slice(&manifest_bytes(&enc, "v1")).expect("manifest");
+    let layers: Vec<&str> = manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .filter_map(|l| l["digest"].as_str())
+        .collect();
+    let audit = admin(&user, &b, &["audit", "--subject", "alice@egi.eu", "--json"]).ok();
+    let events: Value = serde_json::from_str(&audit.stdout).expect("audit json");
+    let released: Vec<&str> = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["decision"] == "allow")
+        .filter_map(|e| e["layer_digest"].as_str())
+        .collect();
+    assert!(
+        !released.is_empty() && released.iter().all(|d| layers.contains(d)),
+        "allow events {released:?} must name layers of {layers:?}: {events:#}"
+    );
 
     // A non-member: exit 3, nothing written, an audit entry with the reason.
     let bob = oidc.mint("bob@egi.eu", &[OTHER_VO]);

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use layercrypt_image::copy::{LayerAction, LayerContext, LayerHandler, LayerRewrite};
 use layercrypt_ocicrypt::annotations::LayerAnnotations;
 use layercrypt_ocicrypt::blockcipher::copy_all;
-use layercrypt_ocicrypt::layer::{decrypt_layer, Wrappers};
+use layercrypt_ocicrypt::layer::{decrypt_layer_for, Wrappers};
 use layercrypt_ocicrypt::spec::{decrypted_media_type, is_encrypted_media_type};
 use layercrypt_ocicrypt::DecryptConfig;
 use tracing::info;
@@ -79,7 +79,9 @@ impl LayerHandler for DecryptHandler<'_> {
             .unwrap_or(&media_type)
             .to_owned();
         let ann = layer_annotations(layer)?;
-        let mut plain = decrypt_layer(self.wrappers, self.keys, &ann, input)?;
+        // The digest goes to key brokers, for their audit logs.
+        let digest = layer.descriptor.digest().to_string();
+        let mut plain = decrypt_layer_for(self.wrappers, self.keys, &ann, input, Some(&digest))?;
         copy_all(&mut plain, output)?;
         info!(digest = %layer.descriptor.digest(), "layer decrypted and verified");
         Ok(LayerRewrite {

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 
 use layercrypt_image::copy::{LayerAction, LayerContext, LayerHandler, LayerRewrite};
-use layercrypt_ocicrypt::layer::{rewrap_layer, Rewrap, Wrappers};
+use layercrypt_ocicrypt::layer::{rewrap_layer_for, Rewrap, Wrappers};
 use layercrypt_ocicrypt::spec::is_encrypted_media_type;
 use layercrypt_ocicrypt::DecryptConfig;
 
@@ -51,7 +51,8 @@ impl LayerHandler for RewrapHandler<'_> {
             return Ok(LayerAction::Copy);
         }
         let ann = layer_annotations(layer)?;
-        let enc = rewrap_layer(self.wrappers, self.keys, &ann, &self.rewrap)?;
+        let digest = layer.descriptor.digest().to_string();
+        let enc = rewrap_layer_for(self.wrappers, self.keys, &ann, &self.rewrap, Some(&digest))?;
         Ok(LayerAction::Rewrite(LayerRewrite {
             media_type,
             annotations: merged_annotations(layer.descriptor.annotations().as_ref(), enc),

@@ -170,7 +170,7 @@ impl GroupKeyWrapper {
         .to_bytes())
     }
 
-    fn unwrap_item(&self, item: &[u8]) -> Result<SecretBytes> {
+    fn unwrap_item(&self, item: &[u8], layer_digest: Option<&str>) -> Result<SecretBytes> {
         let payload = GroupPayload::parse(item)?;
         let broker = normalize_broker_url(&payload.broker)?;
         if !self.allowed.contains(&broker) {
@@ -188,7 +188,7 @@ impl GroupKeyWrapper {
             &UnwrapRequest {
                 payload: item,
                 group: &payload.group,
-                layer_digest: None,
+                layer_digest,
                 image: self.image.as_deref(),
             },
         )?;
@@ -270,10 +270,23 @@ impl KeyWrapper for GroupKeyWrapper {
 
     fn unwrap(
         &self,
-        _dc: &DecryptConfig,
+        dc: &DecryptConfig,
         item: &[u8],
     ) -> Option<layercrypt_ocicrypt::Result<SecretBytes>> {
-        Some(self.unwrap_item(item).map_err(to_format_error))
+        self.unwrap_for_layer(dc, item, None)
+    }
+
+    /// The digest goes to the broker, for its audit log.
+    fn unwrap_for_layer(
+        &self,
+        _dc: &DecryptConfig,
+        item: &[u8],
+        layer_digest: Option<&str>,
+    ) -> Option<layercrypt_ocicrypt::Result<SecretBytes>> {
+        Some(
+            self.unwrap_item(item, layer_digest)
+                .map_err(to_format_error),
+        )
     }
 
     fn recipients(&self, item: &[u8]) -> layercrypt_ocicrypt::Result<Vec<RecipientInfo>> {
@@ -309,12 +322,15 @@ mod tests {
     const BROKER: &str = "https://broker.example.org";
 
     /// A broker in memory with a real age identity.
+    /// What the broker was asked: broker URL, image, layer digest.
+    type Call = (String, Option<String>, Option<String>);
+
     struct TestBroker {
         identity: age::x25519::Identity,
         version: u32,
         announce: String,
         refuse: Option<u16>,
-        calls: Mutex<Vec<(String, Option<String>)>>,
+        calls: Mutex<Vec<Call>>,
     }
 
     impl TestBroker {
@@ -351,10 +367,11 @@ mod tests {
         }
 
         fn unwrap(&self, broker: &str, request: &UnwrapRequest<'_>) -> Result<SecretBytes> {
-            self.calls
-                .lock()
-                .expect("lock")
-                .push((broker.to_owned(), request.image.map(str::to_owned)));
+            self.calls.lock().expect("lock").push((
+                broker.to_owned(),
+                request.image.map(str::to_owned),
+                request.layer_digest.map(str::to_owned),
+            ));
             match self.refuse {
                 Some(401) => {
                     return Err(Error::Unauthenticated {
@@ -418,10 +435,20 @@ mod tests {
             .expect("mine")
             .expect("unwrap");
         assert_eq!(opts.expose_secret(), OPTS);
+        // Told the layer, the broker gets its digest for the audit log.
+        let opts = w
+            .unwrap_for_layer(&DecryptConfig::default(), &item, Some("sha256:abcd"))
+            .expect("mine")
+            .expect("unwrap");
+        assert_eq!(opts.expose_secret(), OPTS);
         let calls = broker.calls.lock().expect("lock");
+        let image = Some("docker://r/i:1".to_owned());
         assert_eq!(
             calls.as_slice(),
-            &[(BROKER.to_owned(), Some("docker://r/i:1".to_owned()))]
+            &[
+                (BROKER.to_owned(), image.clone(), None),
+                (BROKER.to_owned(), image, Some("sha256:abcd".to_owned()))
+            ]
         );
 
         let rs = w.recipients(&item).expect("recipients");

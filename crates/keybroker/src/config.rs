@@ -283,12 +283,22 @@ impl Config {
 
     /// The public URL: configured, else `https://<listen>` (`http://` without TLS).
     pub fn public_url(&self) -> String {
+        self.public_url_for(self.listen)
+    }
+
+    /// [`Config::public_url`] once the listener is bound to `bound`: with `--listen …:0`
+    /// the kernel picks the port, and payloads must name that port, not 0.
+    pub fn public_url_for(&self, bound: std::net::SocketAddr) -> String {
         match &self.public_url {
             Some(u) => u.trim_end_matches('/').to_owned(),
             None => format!(
                 "{}://{}",
                 if self.has_tls() { "https" } else { "http" },
-                self.listen
+                if self.listen.port() == 0 {
+                    bound
+                } else {
+                    self.listen
+                }
             ),
         }
     }

@@ -74,6 +74,7 @@ pub struct App {
     listener: TcpListener,
     tls: Option<SslAcceptor>,
     dev_admin_token: Option<Token>,
+    public_url: String,
     // The --dev store lives in a temporary directory removed when the app ends.
     _dev_dir: Option<tempfile::TempDir>,
 }
@@ -180,7 +181,20 @@ impl App {
     /// Validates `config` and builds everything; binds the listener.
     pub async fn build(config: &Config) -> Result<App, ServerError> {
         config.validate()?;
-        let public_url = config.public_url();
+        // Bound first: with port 0 the public URL (the `broker` of new payloads) needs the
+        // port the kernel picked.
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Io {
+                    context: format!("cannot listen on {}", config.listen),
+                    source,
+                })?;
+        let bound = listener.local_addr().map_err(|source| ServerError::Io {
+            context: format!("cannot read the address bound for {}", config.listen),
+            source,
+        })?;
+        let public_url = config.public_url_for(bound);
         let mut dev_dir = None;
         let mut dev_issuer = None;
         let store: Arc<dyn KeyStore> = if config.dev {
@@ -255,6 +269,7 @@ impl App {
                 "no admin.entitlement and no admin.token_file: nobody can administer this broker"
             );
         }
+        let broker_url = public_url.clone();
         let broker = Broker::new(
             store,
             tokens,
@@ -277,20 +292,19 @@ impl App {
         } else {
             None
         };
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServerError::Io {
-                    context: format!("cannot listen on {}", config.listen),
-                    source,
-                })?;
         Ok(App {
             router,
             listener,
             tls,
             dev_admin_token,
+            public_url: broker_url,
             _dev_dir: dev_dir,
         })
+    }
+
+    /// The URL this broker puts in payloads and accepts in them.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
     }
 
     /// The bound address.
@@ -481,6 +495,10 @@ mod tests {
         };
         let app = App::build(&config).await.expect("--dev starts");
         assert!(app.dev_admin_token().is_some());
-        assert!(app.local_addr().expect("addr").ip().is_loopback());
+        let addr = app.local_addr().expect("addr");
+        assert!(addr.ip().is_loopback());
+        // Port 0 asked the kernel for a port: payloads name that one.
+        assert_ne!(addr.port(), 0);
+        assert_eq!(app.public_url(), format!("http://{addr}"));
     }
 }

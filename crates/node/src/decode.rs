@@ -30,7 +30,7 @@ use std::path::Path;
 use layercrypt_group::payload::GroupPayload;
 use layercrypt_ocicrypt::annotations::LayerAnnotations;
 use layercrypt_ocicrypt::blockcipher::{unwrap_io, CHUNK};
-use layercrypt_ocicrypt::layer::{decrypt_layer, Wrappers};
+use layercrypt_ocicrypt::layer::{decrypt_layer_for, Wrappers};
 use layercrypt_ocicrypt::spec::{
     ANNOTATION_KEYS_PROVIDER_PREFIX, MEDIA_TYPE_LAYER_ND_TAR, MEDIA_TYPE_LAYER_ND_TAR_GZIP,
     MEDIA_TYPE_LAYER_ND_TAR_ZSTD, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_LAYER_TAR_GZIP,
@@ -218,7 +218,13 @@ pub fn decode_layer(
         expected: (req.descriptor.size > 0).then_some(req.descriptor.size),
         seen: 0,
     };
-    let mut plain = match decrypt_layer(req.wrappers, req.keys, &ann, checked) {
+    let mut plain = match decrypt_layer_for(
+        req.wrappers,
+        req.keys,
+        &ann,
+        checked,
+        Some(&req.descriptor.digest),
+    ) {
         Ok(d) => d,
         Err(layercrypt_ocicrypt::Error::NoMatchingKey { wrapped_for }) => {
             return Err(no_key(req, &ann, wrapped_for))

@@ -192,6 +192,17 @@ pub fn unwrap_private_options(
     dc: &DecryptConfig,
     ann: &LayerAnnotations,
 ) -> Result<PrivateOptions> {
+    unwrap_private_options_for(wrappers, dc, ann, None)
+}
+
+/// [`unwrap_private_options`] for the layer `layer_digest`, which key wrappers that report
+/// releases (a key broker's audit log) are told.
+pub fn unwrap_private_options_for(
+    wrappers: &Wrappers,
+    dc: &DecryptConfig,
+    ann: &LayerAnnotations,
+    layer_digest: Option<&str>,
+) -> Result<PrivateOptions> {
     let public = ann.require_pubopts()?;
     public.validate_for_decryption()?;
     let mut causes = Vec::new();
@@ -202,7 +213,7 @@ pub fn unwrap_private_options(
             continue;
         }
         for item in items {
-            match w.unwrap(dc, item) {
+            match w.unwrap_for_layer(dc, item, layer_digest) {
                 None => tried_any = true,
                 Some(Ok(json)) => return PrivateOptions::from_json(json.expose_secret(), public),
                 Some(Err(e)) => {
@@ -232,7 +243,18 @@ pub fn decrypt_layer<R: Read>(
     ann: &LayerAnnotations,
     input: R,
 ) -> Result<Decryptor<R>> {
-    let private = unwrap_private_options(wrappers, dc, ann)?;
+    decrypt_layer_for(wrappers, dc, ann, input, None)
+}
+
+/// [`decrypt_layer`] for the layer `layer_digest` (see [`unwrap_private_options_for`]).
+pub fn decrypt_layer_for<R: Read>(
+    wrappers: &Wrappers,
+    dc: &DecryptConfig,
+    ann: &LayerAnnotations,
+    input: R,
+    layer_digest: Option<&str>,
+) -> Result<Decryptor<R>> {
+    let private = unwrap_private_options_for(wrappers, dc, ann, layer_digest)?;
     Decryptor::new(input, &private, ann.require_pubopts()?)
 }
 
@@ -255,12 +277,23 @@ pub fn rewrap_layer(
     ann: &LayerAnnotations,
     rewrap: &Rewrap<'_>,
 ) -> Result<BTreeMap<String, String>> {
+    rewrap_layer_for(wrappers, dc, ann, rewrap, None)
+}
+
+/// [`rewrap_layer`] for the layer `layer_digest` (see [`unwrap_private_options_for`]).
+pub fn rewrap_layer_for(
+    wrappers: &Wrappers,
+    dc: &DecryptConfig,
+    ann: &LayerAnnotations,
+    rewrap: &Rewrap<'_>,
+    layer_digest: Option<&str>,
+) -> Result<BTreeMap<String, String>> {
     let mut out = ann.clone();
     // Adding needs the layer key, so open it first (this fails, changing nothing, when `dc`
     // cannot). Removing is structural and needs no key: a user may remove their own access,
     // but never everybody's (that is `NoRecipients` below).
     let private = match rewrap.add {
-        Some(_) => Some(unwrap_private_options(wrappers, dc, ann)?),
+        Some(_) => Some(unwrap_private_options_for(wrappers, dc, ann, layer_digest)?),
         None => None,
     };
     if rewrap.remove_all {

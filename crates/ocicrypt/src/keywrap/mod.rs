@@ -66,6 +66,18 @@ pub trait KeyWrapper: Send + Sync {
     /// `dc` is for this item. `Some(Err)` means the item is malformed or a matching key failed.
     fn unwrap(&self, dc: &DecryptConfig, item: &[u8]) -> Option<Result<SecretBytes>>;
 
+    /// As [`KeyWrapper::unwrap`], told the digest (`sha256:…`) of the layer whose key this is,
+    /// for schemes that report it (a key broker's audit log). The default ignores it.
+    fn unwrap_for_layer(
+        &self,
+        dc: &DecryptConfig,
+        item: &[u8],
+        layer_digest: Option<&str>,
+    ) -> Option<Result<SecretBytes>> {
+        let _ = layer_digest;
+        self.unwrap(dc, item)
+    }
+
     /// The recipients of one item, for `inspect`. Never needs a private key.
     fn recipients(&self, item: &[u8]) -> Result<Vec<RecipientInfo>>;
 
