@@ -649,3 +649,138 @@ fn stock_skopeo_uses_the_key_provider() {
     assert_eq!(image::layers(&dec2), plain_layers);
     eprintln!("ok   skopeo 1.18 decrypted and encrypted through layercrypt-keyprovider");
 }
+
+/// A refresh token from the stand-in's device flow, as an admin would obtain it once for a
+/// node (`layercrypt login` on a workstation, then copy the refresh token): device
+/// authorization, approval as `sub`, token poll.
+fn device_flow_refresh_token(oidc: &Oidc, sub: &str) -> String {
+    let http = reqwest::blocking::Client::new();
+    let auth: serde_json::Value = http
+        .post(format!(
+            "{}/protocol/openid-connect/auth/device",
+            oidc.issuer
+        ))
+        .form(&[
+            ("client_id", "layercrypt-cli"),
+            ("scope", "openid eduperson_entitlement offline_access"),
+        ])
+        .send()
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .unwrap();
+    http.post(format!("{}/test/device/approve", oidc.base))
+        .json(&serde_json::json!({"user_code": auth["user_code"], "sub": sub}))
+        .send()
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let tokens: serde_json::Value = http
+        .post(format!("{}/protocol/openid-connect/token", oidc.issuer))
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("device_code", auth["device_code"].as_str().unwrap()),
+            ("client_id", "layercrypt-cli"),
+        ])
+        .send()
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .unwrap();
+    tokens["refresh_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no refresh token: {tokens}"))
+        .to_owned()
+}
+
+/// The `refresh-token` node credential against the real issuer and broker: the key provider
+/// exchanges the refresh token for an access token at every start, keeps a rotated refresh
+/// token (a second run works, though the issuer may have retired the first token), and a
+/// refused refresh token is a one-line error naming the file. Does not need root.
+#[test]
+fn refresh_token_credential_against_the_issuer_and_broker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let oidc = Oidc::start(dir);
+    let broker = Broker::start(dir, &broker_binary(Path::new(DECODER)), &oidc.issuer);
+    broker.group(VO, ENTITLEMENT);
+    // Membership comes from UserInfo for the subject of the refreshed tokens.
+    oidc.mint("robot-node@example.org", &[ENTITLEMENT]);
+    let refresh_file = dir.join("refresh-token");
+    std::fs::write(
+        &refresh_file,
+        device_flow_refresh_token(&oidc, "robot-node@example.org"),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&refresh_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let config = dir.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "brokers = [\"{}\"]\n[credential]\nkind = \"refresh-token\"\nrefresh_token_file = \"{}\"\nclient_id = \"layercrypt-cli\"\nissuer = \"{}\"\n",
+            broker.url,
+            refresh_file.display(),
+            oidc.issuer
+        ),
+    )
+    .unwrap();
+
+    let opts = br#"{"symkey":"c3ltbWV0cmljLWtleS0zMi1ieXRlcy1sb25nLS0tLS0=","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","cipheroptions":{"nonce":"bm9uY2Utbm9uY2Utbm9uY2U="}}"#;
+    let wrap = format!(
+        r#"{{"op":"keywrap","keywrapparams":{{"ec":{{"Parameters":{{"layercrypt":["{}"]}},"DecryptConfig":{{"Parameters":{{}}}}}},"optsdata":"{}"}},"keyunwrapparams":{{"dc":null,"annotation":null}}}}"#,
+        b64(format!("group:{VO}").as_bytes()),
+        b64(opts)
+    );
+    let (code, out, err) = keyprovider(&config, &wrap);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let annotation = v["keywrapresults"]["annotation"].as_str().unwrap();
+    let unwrap = format!(
+        r#"{{"op":"keyunwrap","keywrapparams":{{"ec":null,"optsdata":null}},"keyunwrapparams":{{"dc":{{"Parameters":{{"layercrypt":["{}"]}}}},"annotation":"{annotation}"}}}}"#,
+        b64(b"Enabled"),
+    );
+    let first = std::fs::read_to_string(&refresh_file).unwrap();
+    for run in 0..2 {
+        let (code, out, err) = keyprovider(&config, &unwrap);
+        assert_eq!(code, Some(0), "run {run}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["keyunwrapresults"]["optsdata"], b64(opts), "run {run}");
+        let now = std::fs::read_to_string(&refresh_file).unwrap();
+        assert!(!err.contains(now.trim()), "logged the refresh token: {err}");
+        assert!(
+            !err.contains(first.trim()),
+            "logged the refresh token: {err}"
+        );
+    }
+    let rotated = std::fs::read_to_string(&refresh_file).unwrap() != first;
+    eprintln!("the issuer rotated the refresh token: {rotated}");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&refresh_file)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "a rewritten refresh token file must stay private"
+        );
+    }
+
+    // A refresh token the issuer does not know: exit 1, one line naming the file.
+    std::fs::write(&refresh_file, "not-a-refresh-token\n").unwrap();
+    let (code, out, err) = keyprovider(&config, &unwrap);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(out.is_empty());
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("layercrypt-keyprovider: ")
+            && last.contains(&refresh_file.display().to_string()),
+        "{err}"
+    );
+}

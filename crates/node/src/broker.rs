@@ -235,7 +235,14 @@ fn token_provider(credential: &Credential) -> Option<layercrypt_group::client::T
                 refresh_token: Some(old.to_string()),
                 expires_at: 0,
             };
-            let fresh = layercrypt_group::login::refresh(&stored, unix_now())?;
+            let fresh = layercrypt_group::login::refresh(&stored, unix_now()).map_err(|e| {
+                // The login crate's advice is for a user at a terminal; a node's fix is a
+                // new refresh token in the configured file.
+                layercrypt_group::Error::Token(format!(
+                    "{e} (node credential refresh_token_file {}: put a new refresh token for this node there)",
+                    refresh_token_file.display()
+                ))
+            })?;
             if let Some(new) = fresh
                 .refresh_token
                 .as_deref()
