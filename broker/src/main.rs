@@ -43,6 +43,7 @@ async fn main() -> ExitCode {
 #[allow(clippy::print_stdout, clippy::print_stderr)] // the --dev banner and token are output
 async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
+    layercrypt_keybroker::server::harden_process();
     if config.dev {
         eprintln!("{DEV_WARNING}");
     }

@@ -177,6 +177,21 @@ fn create_private_dir(dir: &Path) -> Result<(), ServerError> {
     builder.create(dir).map_err(io)
 }
 
+/// Makes the broker process non-dumpable (`PR_SET_DUMPABLE` 0): no core dump on a crash, and
+/// no `ptrace` or `/proc/PID/mem` for other processes of the same user. The process holds the
+/// master key, tokens and unsealed group keys (docs/threat-model.md), so a core file in
+/// `/var/lib/systemd/coredump` would be as sensitive as the store. Returns whether it worked.
+pub fn harden_process() -> bool {
+    use rustix::process::{set_dumpable_behavior, DumpableBehavior};
+    match set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot make the process non-dumpable; core dumps would hold keys");
+            false
+        }
+    }
+}
+
 impl App {
     /// Validates `config` and builds everything; binds the listener.
     pub async fn build(config: &Config) -> Result<App, ServerError> {
@@ -483,6 +498,15 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn harden_process_disables_core_dumps() {
+        assert!(harden_process());
+        assert_eq!(
+            rustix::process::dumpable_behavior().expect("prctl"),
+            rustix::process::DumpableBehavior::NotDumpable
+        );
+    }
 
     /// Regression: `--dev` failed at start-up because its temporary data directory was
     /// created 0o755 and the embedded store refuses that.
