@@ -792,6 +792,77 @@ fn certificate_identities_proxy_gets_the_key_untrusted_ca_does_not() {
     let r = b.unwrap(None, &payload);
     assert_eq!(r.status, 401, "no certificate, no token");
 
+    // A worker node whose broker credential is this certificate (`tls-client-cert`): the key
+    // provider (same code as the containerd decoder) presents it through rustls. rustls does
+    // not present RFC 3820 proxies, so a node uses a host or robot certificate: the EE here.
+    let node_dir = dir.path().join("node");
+    std::fs::create_dir_all(&node_dir).unwrap();
+    let node_toml = |cert: &pki::Issued, name: &str| {
+        let cert_file = node_dir.join(format!("{name}.pem"));
+        let key_file = node_dir.join(format!("{name}.key"));
+        std::fs::write(&cert_file, cert.cert_pem()).unwrap();
+        write_secret(&key_file, &String::from_utf8(cert.key_pem()).unwrap());
+        let config = node_dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "brokers = [\"{}\"]\nca_file = \"{}\"\n[credential]\nkind = \"tls-client-cert\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                b.url,
+                server_ca_file.display(),
+                cert_file.display(),
+                key_file.display()
+            ),
+        )
+        .unwrap();
+        (config, cert_file)
+    };
+    let unwrap_request = format!(
+        r#"{{"op":"keyunwrap","keywrapparams":{{"ec":null,"optsdata":null}},"keyunwrapparams":{{"dc":{{"Parameters":{{"layercrypt":["RW5hYmxlZA=="]}}}},"annotation":"{payload}"}}}}"#
+    );
+    let keyprovider = |config: &Path| {
+        use std::io::Write as _;
+        let bin = layercrypt_bin().with_file_name("layercrypt-keyprovider");
+        let mut child = Command::new(&bin)
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e} (cargo build --bins)", bin.display()));
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(unwrap_request.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let (config, _) = node_toml(&ee, "granted");
+    let out = keyprovider(&config);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "node with the granted certificate: {stderr}"
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("key provider JSON");
+    assert!(
+        answer["keyunwrapresults"]["optsdata"].is_string(),
+        "{answer}"
+    );
+    // A certificate from a CA the broker does not trust: refused, and the one line names the
+    // certificate file.
+    let (config, cert_file) = node_toml(&rogue, "rogue");
+    let out = keyprovider(&config);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr.contains(&cert_file.display().to_string()),
+        "the refusal must name the certificate: {stderr}"
+    );
+    eprintln!("node with an untrusted certificate: {}", stderr.trim());
+
     let audit = admin(&user, &b, &["audit", "--json"]).ok();
     let events: Value = serde_json::from_str(&audit.stdout).unwrap();
     assert!(
