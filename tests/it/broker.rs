@@ -862,6 +862,18 @@ fn certificate_identities_proxy_gets_the_key_untrusted_ca_does_not() {
         "the refusal must name the certificate: {stderr}"
     );
     eprintln!("node with an untrusted certificate: {}", stderr.trim());
+    // A proxy as the node credential: refused before any connection, saying what to use.
+    let (config, proxy_file) = node_toml(&proxy, "proxy");
+    let mut chain = proxy.cert_pem();
+    chain.extend_from_slice(&ee.cert_pem());
+    std::fs::write(&proxy_file, chain).unwrap();
+    let out = keyprovider(&config);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("RFC 3820 proxy") && stderr.contains("host or robot certificate"),
+        "{stderr}"
+    );
 
     let audit = admin(&user, &b, &["audit", "--json"]).ok();
     let events: Value = serde_json::from_str(&audit.stdout).unwrap();
