@@ -1,4 +1,5 @@
-//! End-to-end: Debian's containerd 1.6 pulls ocicrypt-encrypted images from a local
+//! End-to-end: Debian's containerd 1.6 (and Debian 13's 1.7, fetched by
+//! `containerd-trixie.sh`) pulls ocicrypt-encrypted images from a local
 //! docker-registry through the CRI `PullImage` RPC and unpacks them with our
 //! `layercrypt-decoder` as the stream processor, payload on fd 3 and all.
 //!
@@ -199,6 +200,38 @@ impl Env {
 
 #[test]
 fn containerd_pulls_and_unpacks_encrypted_images() {
+    pulls_and_unpacks(None);
+}
+
+/// The same cases against Debian 13's containerd 1.7 (fetched by `containerd-trixie.sh`, not
+/// installed): the stream processor contract (payload on fd 3, processor ids, media types)
+/// and the CRI `key_model = "node"` config are the same as in 1.6.
+#[test]
+fn containerd_1_7_pulls_and_unpacks_encrypted_images() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/containerd-trixie.sh");
+    let out = Command::new("bash").arg(&script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{} failed (it needs deb.debian.org): {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let bins = Path::new(stdout.lines().last().unwrap().trim());
+    let version = Command::new(bins.join("containerd"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&version.stdout);
+    assert!(
+        version.contains(" 1.7."),
+        "expected containerd 1.7: {version}"
+    );
+    pulls_and_unpacks(Some(bins));
+}
+
+/// Every case of the end-to-end test, against the system's containerd or the one in `bins`.
+fn pulls_and_unpacks(bins: Option<&Path>) {
     let started = Instant::now();
     assert!(
         is_root(),
@@ -213,7 +246,14 @@ fn containerd_pulls_and_unpacks_encrypted_images() {
     std::fs::write(keys.join("README"), "not a key").unwrap();
 
     let registry = Registry::start(tmp.path());
-    let containerd = Containerd::start(tmp.path(), Path::new(DECODER), &keys, &registry.host());
+    let containerd = Containerd::start_from(
+        bins,
+        tmp.path(),
+        Path::new(DECODER),
+        &keys,
+        &registry.host(),
+        None,
+    );
     let mut cri = Cri::connect(&containerd.socket);
     harness::wait_for("the CRI plugin", Duration::from_secs(30), || {
         cri.status("127.0.0.1/none:x").is_ok()
@@ -321,6 +361,12 @@ fn containerd_pulls_and_unpacks_encrypted_images() {
 /// `ctr run --rm` of a CRI-pulled image. The runc shim and ctr use the hard-coded
 /// `/run/containerd/{s,fifo,runc}` even with a private state dir (containerd.md §6).
 fn run_container(env: &Env, reference: &str) {
+    // Both containerd versions' tests use /run/containerd (hard-coded): one at a time, so
+    // that one test's clean-up does not remove it under the other.
+    static RUN_DIR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = RUN_DIR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let run_dir = Path::new("/run/containerd");
     let created = !run_dir.exists();
     if created {

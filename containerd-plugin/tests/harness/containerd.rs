@@ -87,9 +87,28 @@ impl Containerd {
         registry_host: &str,
         node_config: Option<&Path>,
     ) -> Containerd {
-        let bin = require_program("containerd", "containerd");
+        Self::start_from(None, dir, decoder, keys, registry_host, node_config)
+    }
+
+    /// As [`Containerd::start_with`], with `containerd`, `ctr` and the runc shim from `bins`
+    /// (another containerd release, e.g. Debian 13's 1.7 from `containerd-trixie.sh`) instead
+    /// of the system's.
+    pub fn start_from(
+        bins: Option<&Path>,
+        dir: &Path,
+        decoder: &Path,
+        keys: &Path,
+        registry_host: &str,
+        node_config: Option<&Path>,
+    ) -> Containerd {
+        let (bin, ctr) = match bins {
+            Some(b) => (b.join("containerd"), b.join("ctr")),
+            None => (
+                require_program("containerd", "containerd"),
+                require_program("ctr", "containerd"),
+            ),
+        };
         require_program("runc", "runc");
-        let ctr = require_program("ctr", "containerd");
         for sub in ["run/opt", "cni/bin", "cni/net.d"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
@@ -121,6 +140,18 @@ impl Containerd {
             .arg("--config")
             .arg(&config_file)
             .current_dir(dir)
+            // containerd finds its shim (`containerd-shim-runc-v2`) on PATH.
+            .env(
+                "PATH",
+                match bins {
+                    Some(b) => format!(
+                        "{}:{}",
+                        b.display(),
+                        std::env::var("PATH").unwrap_or_default()
+                    ),
+                    None => std::env::var("PATH").unwrap_or_default(),
+                },
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
