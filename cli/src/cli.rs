@@ -84,6 +84,31 @@ pub struct BrokerArgs {
         env = "OIDC_AGENT_ACCOUNT"
     )]
     pub oidc_agent_account: Option<String>,
+
+    /// Authenticate to the broker with this X.509 certificate (PEM: an RCAuth or other IGTF
+    /// user or robot certificate, optionally followed by its chain) instead of a token; the
+    /// broker grants by its subject DN. RFC 3820 proxies cannot be presented by this client.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "LAYERCRYPT_BROKER_CERT"
+    )]
+    pub broker_cert: Option<PathBuf>,
+
+    /// The private key of --broker-cert (PEM, DER or PKCS#12; passphrase-protected keys are
+    /// asked for). Default: the --broker-cert file itself.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "LAYERCRYPT_BROKER_KEY"
+    )]
+    pub broker_key: Option<PathBuf>,
+
+    /// Read the passphrase of --broker-key from this file (first line) instead of prompting.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub broker_key_passphrase_file: Option<PathBuf>,
 }
 
 /// `layercrypt login`.

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use layercrypt_client::Error as ClientError;
-use layercrypt_group::error::{ADVICE_ASK_ADMIN, ADVICE_LOGIN};
+use layercrypt_group::error::{ADVICE_ASK_ADMIN, ADVICE_CERTIFICATE, ADVICE_LOGIN};
 use layercrypt_group::Error as GroupError;
 use layercrypt_image::Error as ImageError;
 use layercrypt_ocicrypt::Error as FormatError;
@@ -89,8 +89,12 @@ fn broker_advice(err: &anyhow::Error) -> Option<&'static str> {
          or check that you use the right network; `layercrypt inspect` shows the group";
     const ADMIN: &str = "use an administrator's token, or the broker's bootstrap admin token \
          with --admin-token-file";
+    const CERTIFICATE: &str = "check the --broker-cert certificate (validity, CA, a grant for \
+         its subject DN: `layercrypt group show`), or use a token instead";
     let from_text = |causes: &[String]| {
-        if causes.iter().any(|c| c.contains(ADVICE_LOGIN)) {
+        if causes.iter().any(|c| c.contains(ADVICE_CERTIFICATE)) {
+            Some(CERTIFICATE)
+        } else if causes.iter().any(|c| c.contains(ADVICE_LOGIN)) {
             Some(LOGIN)
         } else if causes.iter().any(|c| c.contains(ADVICE_ASK_ADMIN)) {
             Some(MEMBER)
@@ -110,6 +114,7 @@ fn broker_advice(err: &anyhow::Error) -> Option<&'static str> {
         }
         match cause.downcast_ref::<GroupError>() {
             Some(GroupError::Unauthenticated { .. }) => return Some(LOGIN),
+            Some(GroupError::CertificateRefused { .. }) => return Some(CERTIFICATE),
             Some(GroupError::NotMember { .. }) => return Some(MEMBER),
             Some(GroupError::NotAdmin { .. }) => return Some(ADMIN),
             _ => {}

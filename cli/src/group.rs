@@ -1,17 +1,19 @@
 //! Group recipients in the CLI: the broker setup, `login`/`logout`, `group …` and `audit`.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use layercrypt_group::client::{
-    check_rfc3339, AuditQuery, BrokerClient, GroupInfo, HttpBrokers, NewGrant, Principal,
+    check_rfc3339, AuditQuery, BrokerClient, BrokerTls, GroupInfo, HttpBrokers, NewGrant, Principal,
 };
 use layercrypt_group::config::{UserConfig, ENV_BROKER};
 use layercrypt_group::login::{self, LoginParams, SystemClock, DEFAULT_CLIENT_ID, DEFAULT_ISSUER};
 use layercrypt_group::payload::GroupName;
 use layercrypt_group::token::{self, read_token_file, AccessToken, TokenOptions, TokenStore};
 use layercrypt_group::wrap::GroupKeyWrapper;
+use zeroize::Zeroizing;
 
 use crate::cli::{AdminArgs, AuditArgs, BrokerArgs, GrantArgs, GroupCommand, LoginArgs};
 
@@ -22,6 +24,8 @@ pub struct BrokerSetup {
     /// The broker: --broker, else LAYERCRYPT_BROKER, else config.toml.
     pub broker: Option<String>,
     token: TokenOptions,
+    /// --broker-cert: unwrap with this certificate instead of a token.
+    certificate: Option<BrokerTls>,
 }
 
 impl BrokerSetup {
@@ -34,10 +38,19 @@ impl BrokerSetup {
         let mut token = TokenOptions::new(TokenStore::new(TokenStore::default_path()?));
         token.token_file = args.token_file.clone();
         token.oidc_agent_account = args.oidc_agent_account.clone();
+        let certificate = match &args.broker_cert {
+            Some(cert) => Some(client_certificate(
+                cert,
+                args.broker_key.as_deref().unwrap_or(cert),
+                args.broker_key_passphrase_file.clone(),
+            )?),
+            None => None,
+        };
         Ok(Self {
             config,
             broker,
             token,
+            certificate,
         })
     }
 
@@ -49,8 +62,13 @@ impl BrokerSetup {
     /// The group key wrapper: recipients from the configured broker, unwrapping only through
     /// it. The token is read only when a group layer is unwrapped.
     pub fn wrapper(&self, image: Option<&str>) -> Result<GroupKeyWrapper> {
-        let opts = self.token.clone();
-        let api = HttpBrokers::new(Box::new(move || user_token(&opts)));
+        let api = match &self.certificate {
+            Some(tls) => HttpBrokers::certificate_only(tls.clone()),
+            None => {
+                let opts = self.token.clone();
+                HttpBrokers::new(Box::new(move || user_token(&opts)))
+            }
+        };
         let mut w = GroupKeyWrapper::new(Arc::new(api));
         if let Some(b) = &self.broker {
             w = w.with_broker(b).context("the configured broker")?;
@@ -76,6 +94,65 @@ impl BrokerSetup {
         };
         Ok(BrokerClient::new(broker)?.with_token(token))
     }
+}
+
+/// The TLS client identity of `--broker-cert`/`--broker-key`: the certificate file as it is
+/// (leaf first, then any chain) and the private key, decrypted if need be and re-encoded as
+/// unencrypted PKCS#8 PEM in zeroized memory, which is what the TLS client takes.
+fn client_certificate(
+    cert: &Path,
+    key: &Path,
+    passphrase_file: Option<PathBuf>,
+) -> Result<BrokerTls> {
+    use layercrypt_ocicrypt::keys::{
+        load_certificates, load_key_file, needs_passphrase, KeyMaterial,
+    };
+    let certs =
+        load_certificates(cert).with_context(|| format!("--broker-cert {}", cert.display()))?;
+    let Some(leaf) = certs.first() else {
+        bail!("--broker-cert {}: no certificate in it", cert.display());
+    };
+    if leaf.is_proxy() {
+        bail!(
+            "--broker-cert {}: an RFC 3820 proxy certificate cannot be presented by this client (rustls); give the end-entity certificate (e.g. ~/.globus/usercert.pem and userkey.pem) or use a token",
+            cert.display()
+        );
+    }
+    let bytes = Zeroizing::new(
+        std::fs::read(key).with_context(|| format!("--broker-key {}", key.display()))?,
+    );
+    let pass = if needs_passphrase(&bytes) {
+        let ask = crate::run::passphrase_asker(passphrase_file);
+        Some(ask(key).with_context(|| format!("--broker-key {}", key.display()))?)
+    } else {
+        None
+    };
+    let material = load_key_file(key, pass.as_ref())
+        .with_context(|| format!("--broker-key {}", key.display()))?;
+    let private = material
+        .iter()
+        .find_map(|m| match m {
+            KeyMaterial::Private(k) if k.matches_certificate(leaf) => Some(k),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--broker-key {}: holds no private key for the certificate in {}",
+                key.display(),
+                cert.display()
+            )
+        })?;
+    let mut pem = Zeroizing::new(
+        private
+            .expose_secret()
+            .private_key_to_pem_pkcs8()
+            .context("re-encoding the --broker-key private key")?,
+    );
+    pem.push(b'\n');
+    pem.extend_from_slice(
+        &std::fs::read(cert).with_context(|| format!("--broker-cert {}", cert.display()))?,
+    );
+    Ok(BrokerTls::default().with_client_certificate(&pem)?)
 }
 
 fn user_token(opts: &TokenOptions) -> layercrypt_group::Result<AccessToken> {

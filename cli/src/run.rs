@@ -219,8 +219,20 @@ fn parse_platform(p: &str) -> Result<oci_spec::image::Platform> {
 }
 
 fn decrypt_keys(k: &KeyArgs) -> Result<layercrypt_ocicrypt::DecryptConfig> {
-    let passfile = k.passphrase_file.clone();
-    let ask = move |path: &Path| -> std::io::Result<SecretBytes> {
+    let ask = passphrase_asker(k.passphrase_file.clone());
+    let dc = keys::decrypt_config(&k.keys, &ask)?;
+    if dc.private_keys.is_empty() && dc.provider_params.is_empty() {
+        tracing::info!("no decryption key given (--key) and no ~/.globus/userkey.pem; only the broker and key providers can help");
+    }
+    Ok(dc)
+}
+
+/// Passphrases of encrypted key files: the first line of `passfile`, else a prompt on the
+/// terminal, else an error saying which option to give.
+pub fn passphrase_asker(
+    passfile: Option<std::path::PathBuf>,
+) -> impl Fn(&Path) -> std::io::Result<SecretBytes> {
+    move |path: &Path| -> std::io::Result<SecretBytes> {
         if let Some(f) = &passfile {
             let file = std::fs::File::open(f)?;
             let mut line = zeroize::Zeroizing::new(String::new());
@@ -230,7 +242,7 @@ fn decrypt_keys(k: &KeyArgs) -> Result<layercrypt_ocicrypt::DecryptConfig> {
         }
         if !std::io::stdin().is_terminal() {
             return Err(std::io::Error::other(
-                "the key is encrypted; give --passphrase-file (no terminal to ask on)",
+                "the key is encrypted; give its passphrase file (--passphrase-file, or --broker-key-passphrase-file for --broker-key): no terminal to ask on",
             ));
         }
         let pass = zeroize::Zeroizing::new(rpassword::prompt_password(format!(
@@ -238,12 +250,7 @@ fn decrypt_keys(k: &KeyArgs) -> Result<layercrypt_ocicrypt::DecryptConfig> {
             path.display()
         ))?);
         Ok(SecretBytes::from_slice(pass.as_bytes()))
-    };
-    let dc = keys::decrypt_config(&k.keys, &ask)?;
-    if dc.private_keys.is_empty() && dc.provider_params.is_empty() {
-        tracing::info!("no decryption key given (--key) and no ~/.globus/userkey.pem; only the broker and key providers can help");
     }
-    Ok(dc)
 }
 
 fn keygen(kind: &str, out: &Path, force: bool) -> Result<()> {

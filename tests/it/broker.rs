@@ -862,6 +862,72 @@ fn certificate_identities_proxy_gets_the_key_untrusted_ca_does_not() {
         "the refusal must name the certificate: {stderr}"
     );
     eprintln!("node with an untrusted certificate: {}", stderr.trim());
+
+    // The CLI with --broker-cert/--broker-key (a user's IGTF certificate instead of a token):
+    // the key file is passphrase-protected, as ~/.globus/userkey.pem usually is.
+    let ee_cert = node_dir.join("usercert.pem");
+    std::fs::write(&ee_cert, ee.cert_pem()).unwrap();
+    let ee_key = node_dir.join("userkey.pem");
+    let encrypted_key = ee
+        .key
+        .private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_256_cbc(), b"grid-pass")
+        .unwrap();
+    write_secret(&ee_key, &String::from_utf8(encrypted_key).unwrap());
+    let pass_file = node_dir.join("pass");
+    write_secret(&pass_file, "grid-pass\n");
+    let out_cert = work.path().join("out-cert");
+    let cert_args = |cert: &Path, key: &Path, out: &Path| {
+        vec![
+            "--broker".to_owned(),
+            b.url.clone(),
+            "--broker-cert".to_owned(),
+            cert.display().to_string(),
+            "--broker-key".to_owned(),
+            key.display().to_string(),
+            "--broker-key-passphrase-file".to_owned(),
+            pass_file.display().to_string(),
+            "decrypt".to_owned(),
+            oci(&enc, "v1"),
+            oci(out, "v1"),
+        ]
+    };
+    let args = cert_args(&ee_cert, &ee_key, &out_cert);
+    user.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .ok();
+    assert_eq!(
+        manifest_bytes(&out_cert, "v1"),
+        manifest_bytes(&vectors().join("images/plain"), "gzip"),
+        "decrypted with the certificate"
+    );
+    // A certificate of an untrusted CA: exit 3 (no key), nothing written.
+    let rogue_cert = node_dir.join("rogue.pem");
+    let rogue_key = node_dir.join("rogue.key");
+    let out_rogue = work.path().join("out-rogue");
+    let args = cert_args(&rogue_cert, &rogue_key, &out_rogue);
+    let run = user
+        .run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .fails_with(3);
+    assert!(!out_rogue.exists());
+    assert!(
+        run.stderr.contains("client certificate was not accepted")
+            && run.stderr.contains("--broker-cert"),
+        "{}",
+        run.stderr
+    );
+    // A proxy: refused before any connection, saying what to give instead.
+    let proxy_pem = node_dir.join("proxy-chain.pem");
+    let mut chain = proxy.cert_pem();
+    chain.extend_from_slice(&ee.cert_pem());
+    std::fs::write(&proxy_pem, chain).unwrap();
+    let proxy_key = node_dir.join("proxy.key");
+    write_secret(&proxy_key, &String::from_utf8(proxy.key_pem()).unwrap());
+    let args = cert_args(&proxy_pem, &proxy_key, &work.path().join("out-proxy"));
+    let run = user.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        run.code != 0 && run.stderr.contains("RFC 3820 proxy"),
+        "{}",
+        run.stderr
+    );
     // A proxy as the node credential: refused before any connection, saying what to use.
     let (config, proxy_file) = node_toml(&proxy, "proxy");
     let mut chain = proxy.cert_pem();

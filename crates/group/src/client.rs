@@ -522,6 +522,9 @@ impl BrokerClient {
         let err: Option<ErrorBody> = serde_json::from_slice(&body).ok();
         let broker = self.base.clone();
         Err(match (status.as_u16(), route) {
+            (401, _) if self.token.is_none() && self.certificate_auth => {
+                Error::CertificateRefused { broker }
+            }
             (401, _) => Error::Unauthenticated { broker },
             (403, Route::Unwrap(group)) => Error::NotMember {
                 broker,

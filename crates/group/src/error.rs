@@ -11,6 +11,8 @@ use crate::payload::PayloadError;
 /// What to do when the broker refused the token (401). Also used by the CLI to recognise the
 /// case inside ocicrypt's unwrap error, which carries causes as text.
 pub const ADVICE_LOGIN: &str = "your token was refused: run `layercrypt login`";
+/// Advice when the broker refused a client certificate (401 without a token).
+pub const ADVICE_CERTIFICATE: &str = "your client certificate was not accepted";
 /// What to do when the broker refused access (403).
 pub const ADVICE_ASK_ADMIN: &str = "ask the group admin";
 
@@ -25,6 +27,13 @@ pub enum Error {
     /// 401 from the broker.
     #[error("broker {broker}: {ADVICE_LOGIN} (or give a fresh one with --token-file or OIDC_ACCESS_TOKEN)")]
     Unauthenticated {
+        /// Broker base URL.
+        broker: String,
+    },
+
+    /// 401 from the broker to a caller that presented a client certificate and no token.
+    #[error("broker {broker}: {ADVICE_CERTIFICATE} (expired, revoked, from a CA the broker does not trust, or outside that CA's namespace, or the broker does not ask for certificates); give another certificate, or use a token")]
+    CertificateRefused {
         /// Broker base URL.
         broker: String,
     },
@@ -146,7 +155,10 @@ impl Error {
     pub fn is_access_refused(&self) -> bool {
         matches!(
             self,
-            Error::Unauthenticated { .. } | Error::NotMember { .. } | Error::NotAdmin { .. }
+            Error::Unauthenticated { .. }
+                | Error::CertificateRefused { .. }
+                | Error::NotMember { .. }
+                | Error::NotAdmin { .. }
         )
     }
 }

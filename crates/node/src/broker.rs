@@ -70,7 +70,7 @@ fn classify(e: &layercrypt_group::Error) -> Failure {
             broker: broker.clone(),
             group: group.clone(),
         },
-        G::Unauthenticated { broker } => Failure::Refused {
+        G::Unauthenticated { broker } | G::CertificateRefused { broker } => Failure::Refused {
             broker: broker.clone(),
         },
         G::Unavailable { broker, reason } => Failure::Unreachable {
