@@ -36,41 +36,57 @@ impl Oidc {
             oidc_dir.join("node_modules/oidc-provider").is_dir(),
             "run `cd tests/oidc && npm ci --prefer-offline` first (scripts/test.sh does)"
         );
-        let log = std::fs::File::create(dir.join("oidc.log")).unwrap();
-        let mut child = Command::new("node")
-            .arg("server.mjs")
-            .args(["--port", "0"])
-            .current_dir(&oidc_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start node tests/oidc/server.mjs (apt-get install nodejs npm)");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut issuer = String::new();
-        // A stalled start must fail the test, never hang the suite: kill the stand-in if it
-        // has not said READY within 30 s.
-        let (ready, waiting) = std::sync::mpsc::channel::<()>();
-        let pid = child.id().to_string();
-        std::thread::spawn(move || {
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                waiting.recv_timeout(Duration::from_secs(30))
-            {
-                let _ = Command::new("kill").args(["-9", &pid]).status();
+        // Up to 3 attempts: on a loaded machine (parallel tests, builds) a start can stall.
+        let mut started = None;
+        for attempt in 0..3 {
+            let log_file = dir.join(format!("oidc-{attempt}.log"));
+            let log = std::fs::File::create(&log_file).unwrap();
+            let mut child = Command::new("node")
+                .arg("server.mjs")
+                .args(["--port", "0"])
+                .current_dir(&oidc_dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(log)
+                .spawn()
+                .expect("start node tests/oidc/server.mjs (apt-get install nodejs npm)");
+            let mut out = BufReader::new(child.stdout.take().unwrap());
+            // A stalled start must fail the attempt, never hang the suite: kill the stand-in
+            // if it has not said READY within 30 s.
+            let (ready, waiting) = std::sync::mpsc::channel::<()>();
+            let pid = child.id().to_string();
+            std::thread::spawn(move || {
+                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    waiting.recv_timeout(Duration::from_secs(30))
+                {
+                    let _ = Command::new("kill").args(["-9", &pid]).status();
+                }
+            });
+            let mut issuer = String::new();
+            for _ in 0..200 {
+                let mut line = String::new();
+                if out.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(i) = line.trim().strip_prefix("READY ") {
+                    issuer = i.to_owned();
+                    break;
+                }
             }
-        });
-        for _ in 0..20 {
-            let mut line = String::new();
-            if out.read_line(&mut line).unwrap_or(0) == 0 {
+            let _ = ready.send(());
+            if !issuer.is_empty() {
+                started = Some((child, out, issuer));
                 break;
             }
-            if let Some(i) = line.trim().strip_prefix("READY ") {
-                issuer = i.to_owned();
-                break;
-            }
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!(
+                "OIDC stand-in attempt {attempt} did not print READY: {}",
+                std::fs::read_to_string(&log_file).unwrap_or_default()
+            );
         }
-        let _ = ready.send(());
-        assert!(!issuer.is_empty(), "the OIDC stand-in did not print READY");
+        let (child, mut out, issuer) =
+            started.unwrap_or_else(|| panic!("the OIDC stand-in did not start in 3 attempts"));
         // Keep reading stdout so the stand-in never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut sink = String::new();

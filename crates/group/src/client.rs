@@ -1079,7 +1079,11 @@ mod tests {
             .expect("mine")
             .expect_err("401")
             .to_string();
-        assert!(err.contains("your token was refused"), "{err}");
+        // A certificate-only caller is told about its certificate, not asked to log in.
+        assert!(
+            err.contains("client certificate was not accepted") && !err.contains("login"),
+            "{err}"
+        );
         // Without a certificate and without a token the client refuses to send at all.
         let err = BrokerClient::with_tls(&url, DEFAULT_TIMEOUT, &BrokerTls::default())
             .expect("c")
