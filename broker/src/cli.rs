@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use layercrypt_keybroker::config::{Backend, Config, MembershipSource};
+use layercrypt_keybroker::config::{Backend, Config, MembershipSource, NamespaceMode};
 
 /// The layercrypt key broker.
 #[derive(Debug, Parser)]
@@ -36,6 +36,13 @@ pub enum StoreArg {
 pub enum MembershipArg {
     Userinfo,
     Introspection,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum NamespacesArg {
+    Require,
+    IfPresent,
+    Off,
 }
 
 /// Settings (see docs: config reference).
@@ -69,6 +76,9 @@ pub struct ServeArgs {
     /// CA directory for client certificate authentication.
     #[arg(long, env = "LAYERCRYPT_BROKER_CLIENT_CA_DIR")]
     pub client_ca_dir: Option<PathBuf>,
+    /// IGTF namespace constraints of the client CAs (`<hash>.namespaces`/`.signing_policy`).
+    #[arg(long, value_enum, env = "LAYERCRYPT_BROKER_NAMESPACES")]
+    pub namespaces: Option<NamespacesArg>,
     /// Entitlement that makes a caller an admin.
     #[arg(long, env = "LAYERCRYPT_BROKER_ADMIN_ENTITLEMENT")]
     pub admin_entitlement: Option<String>,
@@ -152,6 +162,14 @@ impl ServeArgs {
         set_some(&mut c.tls.cert_file, self.tls_cert);
         set_some(&mut c.tls.key_file, self.tls_key);
         set_some(&mut c.tls.client_ca_dir, self.client_ca_dir);
+        set(
+            &mut c.tls.namespaces,
+            self.namespaces.map(|n| match n {
+                NamespacesArg::Require => NamespaceMode::Require,
+                NamespacesArg::IfPresent => NamespaceMode::IfPresent,
+                NamespacesArg::Off => NamespaceMode::Off,
+            }),
+        );
         set_some(&mut c.admin.entitlement, self.admin_entitlement);
         set_some(&mut c.admin.token_file, self.admin_token_file);
         set(&mut c.oidc.issuer, self.issuer);

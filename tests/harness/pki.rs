@@ -1,6 +1,7 @@
 //! Test certificates made with the `openssl` crate: a CA (written to a CA directory as
-//! `<hash>.0`, the /etc/grid-security/certificates convention), an RCAuth-like end entity, an
-//! RFC 3820 proxy of it, a server certificate for 127.0.0.1.
+//! `<hash>.0` with its namespace in `<hash>.signing_policy`, the /etc/grid-security/certificates
+//! convention), an RCAuth-like end entity, an RFC 3820 proxy of it, a server certificate for
+//! 127.0.0.1.
 
 use std::path::Path;
 
@@ -162,11 +163,37 @@ pub fn proxy_of(ee: &Issued, serial: u32) -> Issued {
     issue(&b.build(), Kind::Proxy, serial, Some(ee))
 }
 
-/// Writes `ca` into `dir` as `<subject hash>.0`.
-pub fn install_ca(dir: &Path, ca: &Issued) {
+/// A name in the grid `/K=V/…` form (the broker's; enough for the plain names made here).
+pub fn grid_dn(name: &openssl::x509::X509NameRef) -> String {
+    name.entries()
+        .map(|e| {
+            format!(
+                "/{}={}",
+                e.object().nid().short_name().expect("short name"),
+                e.data().to_string().expect("utf8")
+            )
+        })
+        .collect()
+}
+
+/// Writes `ca` into `dir` as `<subject hash>.0`, and `<subject hash>.signing_policy` (a Globus
+/// EACL as the IGTF distribution ships) letting it sign the subjects matching `namespace`
+/// (globs: `*` any run of characters, `?` one): the broker enforces namespaces by default.
+pub fn install_ca(dir: &Path, ca: &Issued, namespace: &[&str]) {
     std::fs::create_dir_all(dir).expect("ca dir");
     let hash = ca.cert.subject_name_hash();
     std::fs::write(dir.join(format!("{hash:08x}.0")), ca.cert_pem()).expect("ca file");
+    let subjects: Vec<String> = namespace.iter().map(|g| format!("\"{g}\"")).collect();
+    std::fs::write(
+        dir.join(format!("{hash:08x}.signing_policy")),
+        format!(
+            "# EACL of {}\n access_id_CA   X509    '{}'\n pos_rights     globus  CA:sign\n cond_subjects  globus  '{}'\n",
+            grid_dn(ca.cert.subject_name()),
+            grid_dn(ca.cert.subject_name()),
+            subjects.join(" ")
+        ),
+    )
+    .expect("signing policy");
 }
 
 /// `POST path` over TLS presenting `chain` (leaf first) with `key`, through OpenSSL: rustls

@@ -691,7 +691,8 @@ fn kill_9_during_admin_writes_loses_no_acknowledged_grant() {
 }
 
 /// TLS with client certificates: a grant by DN; an RFC 3820 proxy of the granted end entity
-/// gets the key; the same DN from an untrusted CA gets 401. Unwrap is driven with OpenSSL
+/// gets the key; the same DN from an untrusted CA gets 401; a granted DN outside the CA's
+/// namespace (its `.signing_policy`, enforced by default) gets 401. Unwrap is driven with OpenSSL
 /// directly: the `layercrypt` CLI does not present client certificates (and rustls refuses
 /// proxy certificates as client identities).
 #[test]
@@ -710,7 +711,7 @@ fn certificate_identities_proxy_gets_the_key_untrusted_ca_does_not() {
         None,
     );
     let ca_dir = dir.path().join("certificates");
-    pki::install_ca(&ca_dir, &ca);
+    pki::install_ca(&ca_dir, &ca, &["/DC=eu/DC=rcauth/DC=rcauth-clients/*"]);
     let dn_parts = [
         ("DC", "eu"),
         ("DC", "rcauth"),
@@ -731,9 +732,23 @@ fn certificate_identities_proxy_gets_the_key_untrusted_ca_does_not() {
     let rogue_ca = pki::issue(&pki::name(&[("CN", "Rogue CA")]), Kind::Ca, 5, None);
     let rogue = pki::issue(&pki::name(&dn_parts), Kind::EndEntity, 6, Some(&rogue_ca));
     let other = pki::issue(
-        &pki::name(&[("DC", "eu"), ("DC", "rcauth"), ("CN", "John Other")]),
+        &pki::name(&[
+            ("DC", "eu"),
+            ("DC", "rcauth"),
+            ("DC", "rcauth-clients"),
+            ("O", "EGI Foundation"),
+            ("CN", "John Other"),
+        ]),
         Kind::EndEntity,
         7,
+        Some(&ca),
+    );
+    // Issued by the trusted CA, but outside its namespace.
+    let outsider_dn = "/DC=eu/DC=rcauth/CN=John Outsider";
+    let outsider = pki::issue(
+        &pki::name(&[("DC", "eu"), ("DC", "rcauth"), ("CN", "John Outsider")]),
+        Kind::EndEntity,
+        8,
         Some(&ca),
     );
     let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
@@ -757,6 +772,7 @@ fn certificate_identities_proxy_gets_the_key_untrusted_ca_does_not() {
         .push(("SSL_CERT_FILE".into(), server_ca_file.display().to_string()));
     admin(&user, &b, &["group", "create", GROUP]).ok();
     admin(&user, &b, &["group", "grant", GROUP, "--dn", dn]).ok();
+    admin(&user, &b, &["group", "grant", GROUP, "--dn", outsider_dn]).ok();
     let work = tempfile::tempdir().unwrap();
     let enc = work.path().join("enc");
     user.run(&[
@@ -789,6 +805,11 @@ fn certificate_identities_proxy_gets_the_key_untrusted_ca_does_not() {
     assert_eq!(status, 401, "proxy of an untrusted certificate: {json}");
     let (status, _, json) = with_cert(&[&other], &other);
     assert_eq!(status, 403, "trusted, but not granted: {json}");
+    let (status, _, json) = with_cert(&[&outsider], &outsider);
+    assert_eq!(
+        status, 401,
+        "granted, but outside the CA's namespace: {json}"
+    );
     let r = b.unwrap(None, &payload);
     assert_eq!(r.status, 401, "no certificate, no token");
 
@@ -950,5 +971,16 @@ fn certificate_identities_proxy_gets_the_key_untrusted_ca_does_not() {
             .iter()
             .any(|e| e["decision"] == "allow" && e["dn"] == dn),
         "{events:#}"
+    );
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["decision"] == "deny"
+                && e["reason"].as_str().is_some_and(|r| r
+                    .contains(&format!("{outsider_dn} is outside the namespace"))
+                    && r.contains(".signing_policy"))),
+        "the audit log says why the outsider was refused: {events:#}"
     );
 }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::auth::namespaces::NamespaceMode;
+
 /// Default listen address.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8443);
 /// Default issuer: EGI Check-in production.
@@ -101,6 +103,9 @@ pub struct TlsConfig {
     pub key_file: Option<PathBuf>,
     /// Trusted CAs for client certificate authentication (e.g. `/etc/grid-security/certificates`).
     pub client_ca_dir: Option<PathBuf>,
+    /// IGTF namespace constraints of the CAs in `client_ca_dir` (`<hash>.namespaces`,
+    /// `<hash>.signing_policy`): `require` (default), `if-present` or `off`.
+    pub namespaces: NamespaceMode,
 }
 
 /// Admin settings.
@@ -408,6 +413,7 @@ mod tests {
             cert_file = "/etc/broker/cert.pem"
             key_file = "/etc/broker/key.pem"
             client_ca_dir = "/etc/grid-security/certificates"
+            namespaces = "if-present"
             [admin]
             entitlement = "urn:mace:egi.eu:group:broker-admins:role=member#aai.egi.eu"
             token_file = "/etc/broker/admin-token"
@@ -430,8 +436,16 @@ mod tests {
         c.validate().expect("valid");
         assert_eq!(c.public_url(), "https://broker.example.org");
         assert_eq!(c.limits.rate_burst, 60, "defaults fill the rest");
+        assert_eq!(c.tls.namespaces, NamespaceMode::IfPresent);
+        assert_eq!(
+            Config::default().tls.namespaces,
+            NamespaceMode::Require,
+            "namespaces are enforced unless configured otherwise"
+        );
+        assert!(parse("[tls]\nnamespaces = \"ignore\"").is_err());
         let dump = c.redacted();
         assert!(!dump.contains("1234-role"), "{dump}");
+        assert!(dump.contains("namespaces = \"if-present\""), "{dump}");
         assert!(dump.contains("/etc/broker/secret-id"), "{dump}");
         assert!(parse("lissen = \"127.0.0.1:1\"").is_err());
         assert!(parse("[tls]\ncert = \"x\"").is_err());

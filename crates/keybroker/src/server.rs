@@ -257,7 +257,8 @@ impl App {
         };
         let certs: Option<Arc<CertVerifyFn>> = match &config.tls.client_ca_dir {
             Some(dir) => {
-                let verifier = CertVerifier::from_ca_dir(dir).map_err(ServerError::Certificates)?;
+                let verifier = CertVerifier::from_ca_dir_with(dir, config.tls.namespaces)
+                    .map_err(ServerError::Certificates)?;
                 Some(Arc::new(move |chain: &[Vec<u8>]| {
                     verifier.verify_chain(chain)
                 }))

@@ -290,7 +290,7 @@ fn renew_hint(credential: &Credential) -> String {
             "the token of client {client_id} was refused: check that the broker accepts this issuer"
         ),
         Credential::TlsClientCert { cert_file, .. } => format!(
-            "the broker did not accept the certificate {} (expired, CA not trusted by the broker, or no certificate asked for: the broker needs TLS with client_ca_dir)",
+            "the broker did not accept the certificate {} (expired, CA not trusted by the broker, subject outside the CA's IGTF namespace, or no certificate asked for: the broker needs TLS with client_ca_dir; its audit log has the reason)",
             cert_file.display()
         ),
     }

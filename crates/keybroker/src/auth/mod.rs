@@ -1,7 +1,9 @@
 //! Who is calling: identities from OIDC access tokens (EGI Check-in) and from X.509 client
 //! certificates (IGTF end-entity certificates such as RCAuth's, and RFC 3820 proxies of them).
+//! [`namespaces`] holds the IGTF namespace constraints (which DNs a CA may sign).
 
 pub mod dev;
+pub mod namespaces;
 pub mod oidc;
 pub mod x509;
 

@@ -3,9 +3,20 @@
 //! `/etc/grid-security/certificates` convention.
 //!
 //! The directory holds `<hash>.0` PEM files (and `*.pem`, for hand-made test directories),
-//! `<hash>.r0` CRLs as written by fetch-crl, and `.signing_policy`/`.namespaces`/`.info`
-//! files, which are ignored here: IGTF namespace constraints (which DNs a CA may sign) are
-//! not enforced yet, so every CA in the directory is trusted for every subject.
+//! `<hash>.r0` CRLs as written by fetch-crl, and the IGTF namespace constraints of each CA,
+//! `<hash>.namespaces` and `<hash>.signing_policy` (see [`super::namespaces`]); `.info` and
+//! `.crl_url` files are ignored.
+//!
+//! Namespaces: with ~90 IGTF CAs trusted, any of them could issue a certificate with the DN
+//! of a user another CA certified, and grants name DNs. So, as Globus GSI, canl, VOMS and
+//! gridsite do, every non-proxy certificate of a verified chain (the end entity, and each
+//! intermediate CA) must have a subject its issuer's policy file permits: `.namespaces` if the
+//! CA has one, else `.signing_policy`. Under [`NamespaceMode::Require`] (the default) a CA
+//! with neither file signs nothing; [`NamespaceMode::IfPresent`] trusts such a CA for every
+//! subject; [`NamespaceMode::Off`] trusts every CA for every subject. A policy file that does
+//! not parse makes that CA's certificates fail closed. RFC 3820 proxies are signed by the end
+//! entity, not a CA, and are not namespace-checked: OpenSSL's proxy rules already tie their
+//! subjects to the end entity's.
 //!
 //! Chain building and signature/time/proxy-rule checks are OpenSSL's (`X509StoreContext` with
 //! `ALLOW_PROXY_CERTS`). Revocation is checked here, after OpenSSL accepted the chain: every
@@ -16,7 +27,7 @@
 //! fail closed.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use layercrypt_ocicrypt::keywrap::pkcs7::name_to_grid_string;
 use openssl::asn1::Asn1Time;
@@ -25,6 +36,7 @@ use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{CrlStatus, X509Crl, X509StoreContext, X509};
 
+use super::namespaces::{self, CaNamespace, NamespaceMode};
 use super::{AuthError, Identity, Method};
 
 /// Longest chain a client may present.
@@ -43,11 +55,25 @@ enum CrlState {
     Broken(String),
 }
 
+/// What is known about one CA's namespace constraints.
+enum NamespaceState {
+    /// Its `.namespaces` or `.signing_policy` file.
+    Policy(CaNamespace),
+    /// A policy file exists but does not parse or cannot be read: the CA signs nothing.
+    Broken(String),
+    /// Neither file exists.
+    Missing,
+}
+
 /// Verifies client certificate chains against a grid CA directory.
 pub struct CertVerifier {
     store: X509Store,
     /// CRLs by the DER of their issuer name.
     crls: HashMap<Vec<u8>, CrlState>,
+    /// Namespace constraints by the DER of the CA's subject name (empty when `Off`).
+    namespaces: HashMap<Vec<u8>, NamespaceState>,
+    mode: NamespaceMode,
+    dir: PathBuf,
     ca_count: usize,
 }
 
@@ -56,6 +82,7 @@ impl std::fmt::Debug for CertVerifier {
         f.debug_struct("CertVerifier")
             .field("ca_count", &self.ca_count)
             .field("crl_count", &self.crls.len())
+            .field("namespaces", &self.mode)
             .finish()
     }
 }
@@ -82,10 +109,17 @@ fn is_hashed_crl(name: &str) -> bool {
 }
 
 impl CertVerifier {
-    /// Loads the CA certificates (`*.0`…`*.9`, `*.pem`) and CRLs (`*.r0`…) in `dir`.
-    /// Errors (as [`AuthError::Unavailable`], a configuration problem) if the directory
-    /// cannot be read or holds no CA certificate.
+    /// [`CertVerifier::from_ca_dir_with`] with the default [`NamespaceMode::Require`].
     pub fn from_ca_dir(dir: &Path) -> Result<Self, AuthError> {
+        Self::from_ca_dir_with(dir, NamespaceMode::default())
+    }
+
+    /// Loads the CA certificates (`*.0`…`*.9`, `*.pem`), CRLs (`*.r0`…) and, unless `mode`
+    /// is `Off`, each CA's `<hash>.namespaces` / `<hash>.signing_policy` in `dir`.
+    /// Errors (as [`AuthError::Unavailable`], a configuration problem) if the directory
+    /// cannot be read or holds no CA certificate. A policy file that does not parse is not
+    /// an error here: it is logged, and that CA's certificates are refused.
+    pub fn from_ca_dir_with(dir: &Path, mode: NamespaceMode) -> Result<Self, AuthError> {
         let entries = std::fs::read_dir(dir).map_err(|e| {
             config_error(format!("cannot read CA directory {}: {e}", dir.display()))
         })?;
@@ -176,10 +210,16 @@ impl CertVerifier {
             };
             crls.insert(issuer_der, state);
         }
-        tracing::info!(dir = %dir.display(), cas = cas.len(), crls = crls.len(), "CA directory loaded");
+        let namespaces = load_namespaces(dir, &cas, mode)?;
+        tracing::info!(dir = %dir.display(), cas = cas.len(), crls = crls.len(),
+            namespace_files = namespaces.values().filter(|s| matches!(s, NamespaceState::Policy(_))).count(),
+            namespaces = %mode, "CA directory loaded");
         Ok(Self {
             store,
             crls,
+            namespaces,
+            mode,
+            dir: dir.to_owned(),
             ca_count: cas.len(),
         })
     }
@@ -246,6 +286,7 @@ impl CertVerifier {
             return Err(invalid("end-entity certificate is itself a trust anchor"));
         }
         self.check_revocation(&chain[ee_index..])?;
+        self.check_namespaces(&chain[ee_index..])?;
 
         let ee = &chain[ee_index];
         let mut expires_at = i64::MAX;
@@ -291,6 +332,116 @@ impl CertVerifier {
         }
         Ok(())
     }
+
+    /// Checks each certificate from the end entity up (proxies excluded) against its issuer's
+    /// namespace constraints.
+    fn check_namespaces(&self, chain: &[X509]) -> Result<(), AuthError> {
+        if self.mode == NamespaceMode::Off {
+            return Ok(());
+        }
+        for pair in chain.windows(2) {
+            let (cert, issuer) = (&pair[0], &pair[1]);
+            let issuer_der = issuer
+                .subject_name()
+                .to_der()
+                .map_err(|e| invalid(format!("openssl: {e}")))?;
+            let subject = name_to_grid_string(cert.subject_name());
+            let issuer_dn = name_to_grid_string(issuer.subject_name());
+            match self.namespaces.get(&issuer_der) {
+                Some(NamespaceState::Policy(ns)) => {
+                    ns.policy.check(&issuer_dn, &subject).map_err(|why| {
+                        invalid(format!(
+                            "{subject} is outside the namespace of its issuer {issuer_dn} ({}: {why})",
+                            ns.file.display()
+                        ))
+                    })?;
+                }
+                Some(NamespaceState::Broken(reason)) => {
+                    return Err(invalid(format!(
+                        "{subject} refused: the namespace policy of its issuer {issuer_dn} is unusable: {reason}"
+                    )));
+                }
+                Some(NamespaceState::Missing) | None if self.mode == NamespaceMode::IfPresent => {}
+                Some(NamespaceState::Missing) | None => {
+                    // None: an intermediate the client sent that is not in the directory.
+                    let hash = format!("{:08x}", issuer.subject_name_hash());
+                    return Err(invalid(format!(
+                        "{subject} refused: its issuer {issuer_dn} has neither {} nor {hash}.{} \
+                         (tls.namespaces = \"require\": such a CA signs nothing; the IGTF CA \
+                         distribution, e.g. ca-policy-egi-core, installs them)",
+                        self.dir
+                            .join(format!("{hash}.{}", namespaces::NAMESPACES_SUFFIX))
+                            .display(),
+                        namespaces::SIGNING_POLICY_SUFFIX,
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Each CA's namespace constraints (nothing when `mode` is `Off`), with the start-up warnings.
+fn load_namespaces(
+    dir: &Path,
+    cas: &[X509],
+    mode: NamespaceMode,
+) -> Result<HashMap<Vec<u8>, NamespaceState>, AuthError> {
+    let mut states = HashMap::new();
+    if mode == NamespaceMode::Off {
+        tracing::warn!(dir = %dir.display(),
+            "tls.namespaces = \"off\": IGTF namespaces are not enforced, every CA in the directory is trusted for every subject DN");
+        return Ok(states);
+    }
+    let mut missing = Vec::new();
+    for ca in cas {
+        let der = ca
+            .subject_name()
+            .to_der()
+            .map_err(|e| config_error(e.to_string()))?;
+        if states.contains_key(&der) {
+            continue;
+        }
+        let hash = format!("{:08x}", ca.subject_name_hash());
+        let state = match namespaces::load_for_hash(dir, &hash) {
+            Ok(Some(ns)) => NamespaceState::Policy(ns),
+            Ok(None) => {
+                missing.push(format!(
+                    "{} ({hash})",
+                    name_to_grid_string(ca.subject_name())
+                ));
+                NamespaceState::Missing
+            }
+            Err(e) => {
+                let reason = error_chain(&e);
+                tracing::error!(error = %reason, ca = %name_to_grid_string(ca.subject_name()),
+                    "namespace policy file unusable; this CA's certificates will be refused");
+                NamespaceState::Broken(reason)
+            }
+        };
+        states.insert(der, state);
+    }
+    if !missing.is_empty() {
+        let cas = missing.join(", ");
+        match mode {
+            NamespaceMode::IfPresent => tracing::warn!(%cas,
+                "CAs without a .namespaces or .signing_policy file are trusted for every subject DN (tls.namespaces = \"if-present\")"),
+            _ => tracing::warn!(%cas,
+                "CAs without a .namespaces or .signing_policy file sign nothing (tls.namespaces = \"require\"); the IGTF CA distribution installs these files"),
+        }
+    }
+    Ok(states)
+}
+
+/// `e` and its sources, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
 }
 
 fn unix_time(t: &openssl::asn1::Asn1TimeRef) -> Result<i64, AuthError> {
@@ -558,21 +709,49 @@ mod tests {
         )
     }
 
+    /// The RCAuth namespace, as in the IGTF distribution's signing policy for RCAuth.
+    const RCAUTH_NAMESPACE: &str = "/DC=eu/DC=rcauth/DC=rcauth-clients/*";
+
+    /// Writes `ca` into `dir` as `<hash>.0`.
+    fn install(dir: &Path, ca: &X509) {
+        std::fs::write(
+            dir.join(format!("{:08x}.0", ca.subject_name_hash())),
+            ca.to_pem().expect("pem"),
+        )
+        .expect("write");
+    }
+
+    /// Writes `<hash>.<suffix>` for `ca` into `dir`.
+    fn write_policy(dir: &Path, ca: &X509, suffix: &str, text: &str) {
+        std::fs::write(
+            dir.join(format!("{:08x}.{suffix}", ca.subject_name_hash())),
+            text,
+        )
+        .expect("write");
+    }
+
+    /// A Globus EACL letting `ca` sign `globs`.
+    fn signing_policy(ca: &X509, globs: &[&str]) -> String {
+        let globs: Vec<String> = globs.iter().map(|g| format!("\"{g}\"")).collect();
+        format!(
+            "# EACL\n access_id_CA   X509    '{}'\n pos_rights     globus  CA:sign\n cond_subjects  globus  '{}'\n",
+            name_to_grid_string(ca.subject_name()),
+            globs.join(" ")
+        )
+    }
+
+    /// The RCAuth-like CA, installed with a signing policy for the RCAuth namespace, and Jane.
     fn pki() -> Pki {
         let ca = rcauth_ca();
         let ee = issue(&name(EE_DN), Kind::EndEntity, 2, Some(&ca), (-1, 11));
         let dir = tempfile::tempdir().expect("tempdir");
-        let hash = ca.cert.subject_name_hash();
-        std::fs::write(
-            dir.path().join(format!("{hash:08x}.0")),
-            ca.cert.to_pem().expect("pem"),
-        )
-        .expect("write");
-        std::fs::write(
-            dir.path().join(format!("{hash:08x}.signing_policy")),
-            "junk",
-        )
-        .expect("write");
+        install(dir.path(), &ca.cert);
+        write_policy(
+            dir.path(),
+            &ca.cert,
+            "signing_policy",
+            &signing_policy(&ca.cert, &[RCAUTH_NAMESPACE]),
+        );
         Pki { dir, ca, ee }
     }
 
@@ -733,7 +912,12 @@ mod tests {
     fn crl_revokes_ee_and_its_proxies() {
         let p = pki();
         let other = issue(
-            &name(&[("DC", "eu"), ("CN", "Other")]),
+            &name(&[
+                ("DC", "eu"),
+                ("DC", "rcauth"),
+                ("DC", "rcauth-clients"),
+                ("CN", "Other"),
+            ]),
             Kind::EndEntity,
             40,
             Some(&p.ca),
@@ -759,6 +943,235 @@ mod tests {
         write_crl(&p, &[], &forger, 7);
         let v = CertVerifier::from_ca_dir(p.dir.path()).expect("load");
         assert!(reason(v.verify_chain(&der(&[&p.ee.cert]))).contains("does not verify"));
+    }
+
+    fn ee(subject: &[(&str, &str)], serial: u32, ca: &Issued) -> Issued {
+        issue(&name(subject), Kind::EndEntity, serial, Some(ca), (-1, 5))
+    }
+
+    #[test]
+    fn namespace_of_the_ca_admits_its_users_and_their_proxies_only() {
+        let p = pki();
+        let v = CertVerifier::from_ca_dir_with(p.dir.path(), NamespaceMode::Require).expect("load");
+        v.verify_chain(&der(&[&p.ee.cert]))
+            .expect("EE in the namespace");
+        let proxy = proxy_of(&p.ee, 70);
+        let id = v
+            .verify_chain(&der(&[&proxy.cert, &p.ee.cert]))
+            .expect("its proxy");
+        assert_eq!(id.dn.as_deref(), Some(EE_GRID));
+
+        let outsider = ee(
+            &[("DC", "eu"), ("DC", "rcauth"), ("CN", "Outsider")],
+            71,
+            &p.ca,
+        );
+        let r = reason(v.verify_chain(&der(&[&outsider.cert])));
+        let policy = format!("{:08x}.signing_policy", p.ca.cert.subject_name_hash());
+        assert!(
+            r.contains("/DC=eu/DC=rcauth/CN=Outsider is outside the namespace")
+                && r.contains(&name_to_grid_string(p.ca.cert.subject_name()))
+                && r.contains(&policy),
+            "names subject, issuer and file: {r}"
+        );
+        let outsider_proxy = proxy_of(&outsider, 72);
+        let r = reason(v.verify_chain(&der(&[&outsider_proxy.cert, &outsider.cert])));
+        assert!(r.contains("outside the namespace"), "{r}");
+        // A component that merely starts like the permitted one.
+        let sibling = ee(
+            &[
+                ("DC", "eu"),
+                ("DC", "rcauth"),
+                ("DC", "rcauth-clientsx"),
+                ("CN", "x"),
+            ],
+            73,
+            &p.ca,
+        );
+        assert!(reason(v.verify_chain(&der(&[&sibling.cert]))).contains("outside the namespace"));
+    }
+
+    #[test]
+    fn another_trusted_ca_cannot_issue_the_rcauth_users_dn() {
+        let p = pki();
+        let example = issue(
+            &name(&[("C", "NL"), ("O", "Example"), ("CN", "Example CA")]),
+            Kind::Ca,
+            80,
+            None,
+            (-1, 365),
+        );
+        install(p.dir.path(), &example.cert);
+        write_policy(
+            p.dir.path(),
+            &example.cert,
+            "namespaces",
+            "#NAMESPACES-VERSION: 1.0\nTO Issuer \"/C=NL/O=Example/CN=Example CA\" \\\n  PERMIT Subject \"/C=NL/O=Example/.*\"\n",
+        );
+        // A permissive signing policy next to it: the .namespaces file governs.
+        write_policy(
+            p.dir.path(),
+            &example.cert,
+            "signing_policy",
+            &signing_policy(&example.cert, &["*"]),
+        );
+        let v = CertVerifier::from_ca_dir(p.dir.path()).expect("load");
+        assert_eq!(v.ca_count(), 2);
+        let alice = ee(
+            &[("C", "NL"), ("O", "Example"), ("CN", "Alice")],
+            81,
+            &example,
+        );
+        v.verify_chain(&der(&[&alice.cert]))
+            .expect("its own namespace");
+
+        let fake_jane = ee(EE_DN, 82, &example);
+        let r = reason(v.verify_chain(&der(&[&fake_jane.cert])));
+        let file = format!("{:08x}.namespaces", example.cert.subject_name_hash());
+        assert!(
+            r.contains(&format!(
+                "{EE_GRID} is outside the namespace of its issuer /C=NL/O=Example/CN=Example CA"
+            )) && r.contains(&file),
+            "{r}"
+        );
+        let fake_proxy = proxy_of(&fake_jane, 83);
+        reason(v.verify_chain(&der(&[&fake_proxy.cert, &fake_jane.cert])));
+        let id = v.verify_chain(&der(&[&p.ee.cert])).expect("the real Jane");
+        assert_eq!(id.dn.as_deref(), Some(EE_GRID));
+
+        // Without enforcement the impersonation succeeds: why `off` is not the default.
+        let off = CertVerifier::from_ca_dir_with(p.dir.path(), NamespaceMode::Off).expect("load");
+        let id = off.verify_chain(&der(&[&fake_jane.cert])).expect("off");
+        assert_eq!(id.dn.as_deref(), Some(EE_GRID));
+    }
+
+    #[test]
+    fn ca_without_policy_files_signs_nothing_unless_if_present() {
+        let p = pki();
+        let bare = issue(
+            &name(&[("C", "NL"), ("O", "Bare"), ("CN", "Bare CA")]),
+            Kind::Ca,
+            90,
+            None,
+            (-1, 365),
+        );
+        install(p.dir.path(), &bare.cert);
+        let bob = ee(&[("C", "NL"), ("O", "Bare"), ("CN", "Bob")], 91, &bare);
+        let outsider = ee(&[("DC", "eu"), ("CN", "Outsider")], 92, &p.ca);
+
+        let v = CertVerifier::from_ca_dir_with(p.dir.path(), NamespaceMode::Require).expect("load");
+        let r = reason(v.verify_chain(&der(&[&bob.cert])));
+        let hash = format!("{:08x}", bare.cert.subject_name_hash());
+        assert!(
+            r.contains(&format!("{hash}.namespaces"))
+                && r.contains(&format!("{hash}.signing_policy"))
+                && r.contains("/C=NL/O=Bare/CN=Bare CA")
+                && r.contains("IGTF"),
+            "{r}"
+        );
+        v.verify_chain(&der(&[&p.ee.cert]))
+            .expect("RCAuth unaffected");
+
+        let v =
+            CertVerifier::from_ca_dir_with(p.dir.path(), NamespaceMode::IfPresent).expect("load");
+        let id = v
+            .verify_chain(&der(&[&bob.cert]))
+            .expect("if-present: no file, no constraint");
+        assert_eq!(id.dn.as_deref(), Some("/C=NL/O=Bare/CN=Bob"));
+        // A CA that has a file is still held to it.
+        assert!(reason(v.verify_chain(&der(&[&outsider.cert]))).contains("outside the namespace"));
+
+        let v = CertVerifier::from_ca_dir_with(p.dir.path(), NamespaceMode::Off).expect("load");
+        v.verify_chain(&der(&[&bob.cert])).expect("off");
+        v.verify_chain(&der(&[&outsider.cert]))
+            .expect("off: every subject");
+    }
+
+    #[test]
+    fn unparsable_policy_file_fails_that_ca_closed() {
+        let p = pki();
+        write_policy(
+            p.dir.path(),
+            &p.ca.cert,
+            "signing_policy",
+            "# header\njunk\n",
+        );
+        for mode in [NamespaceMode::Require, NamespaceMode::IfPresent] {
+            let v = CertVerifier::from_ca_dir_with(p.dir.path(), mode)
+                .expect("a bad policy file is not a start-up error");
+            let r = reason(v.verify_chain(&der(&[&p.ee.cert])));
+            let file = format!("{:08x}.signing_policy:2:", p.ca.cert.subject_name_hash());
+            assert!(r.contains("unusable") && r.contains(&file), "{mode}: {r}");
+        }
+        let v = CertVerifier::from_ca_dir_with(p.dir.path(), NamespaceMode::Off).expect("load");
+        v.verify_chain(&der(&[&p.ee.cert]))
+            .expect("off reads no policy file");
+    }
+
+    #[test]
+    fn intermediate_ca_must_be_in_its_roots_namespace() {
+        let root = issue(
+            &name(&[
+                ("DC", "eu"),
+                ("DC", "rcauth"),
+                ("O", "Certification Authorities"),
+                ("CN", "Root CA"),
+            ]),
+            Kind::Ca,
+            100,
+            None,
+            (-1, 365),
+        );
+        let ica = issue(
+            &name(&[
+                ("DC", "eu"),
+                ("DC", "rcauth"),
+                ("O", "Certification Authorities"),
+                ("CN", "Issuing CA"),
+            ]),
+            Kind::Ca,
+            101,
+            Some(&root),
+            (-1, 365),
+        );
+        let jane = ee(EE_DN, 102, &ica);
+        let dir = tempfile::tempdir().expect("tempdir");
+        install(dir.path(), &root.cert);
+        install(dir.path(), &ica.cert);
+        write_policy(
+            dir.path(),
+            &ica.cert,
+            "signing_policy",
+            &signing_policy(&ica.cert, &[RCAUTH_NAMESPACE]),
+        );
+        write_policy(
+            dir.path(),
+            &root.cert,
+            "signing_policy",
+            &signing_policy(
+                &root.cert,
+                &["/DC=eu/DC=rcauth/O=Certification Authorities/*"],
+            ),
+        );
+        let v = CertVerifier::from_ca_dir(dir.path()).expect("load");
+        v.verify_chain(&der(&[&jane.cert]))
+            .expect("EE, ICA and root all in namespace");
+        v.verify_chain(&der(&[&jane.cert, &ica.cert]))
+            .expect("ICA sent along");
+
+        write_policy(
+            dir.path(),
+            &root.cert,
+            "signing_policy",
+            &signing_policy(&root.cert, &["/DC=eu/DC=elsewhere/*"]),
+        );
+        let v = CertVerifier::from_ca_dir(dir.path()).expect("load");
+        let r = reason(v.verify_chain(&der(&[&jane.cert])));
+        assert!(
+            r.contains("CN=Issuing CA is outside the namespace of its issuer")
+                && r.contains("CN=Root CA"),
+            "{r}"
+        );
     }
 
     #[test]
