@@ -106,6 +106,9 @@ pub struct TlsConfig {
     /// IGTF namespace constraints of the CAs in `client_ca_dir` (`<hash>.namespaces`,
     /// `<hash>.signing_policy`): `require` (default), `if-present` or `off`.
     pub namespaces: NamespaceMode,
+    /// Seconds between reloads of `client_ca_dir` (CRLs from fetch-crl, CA and policy
+    /// updates); default 600, 0 never reloads.
+    pub ca_reload_secs: Option<u64>,
 }
 
 /// Admin settings.

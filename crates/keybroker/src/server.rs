@@ -18,9 +18,9 @@ use tower::ServiceExt as _;
 use zeroize::Zeroizing;
 
 use crate::api::{self, ApiOptions, AppState, PeerCertificates};
+use crate::auth::cadir::{CaDirectory, DEFAULT_RELOAD};
 use crate::auth::dev::DevIssuer;
 use crate::auth::oidc::{MembershipSource as OidcMembership, OidcConfig, OidcVerifier};
-use crate::auth::x509::CertVerifier;
 use crate::auth::{AuthError, Token, TokenVerifier};
 use crate::config::{Backend, Config, ConfigError, MembershipSource};
 use crate::service::{Broker, BrokerSettings, CertVerifyFn};
@@ -257,11 +257,18 @@ impl App {
         };
         let certs: Option<Arc<CertVerifyFn>> = match &config.tls.client_ca_dir {
             Some(dir) => {
-                let verifier = CertVerifier::from_ca_dir_with(dir, config.tls.namespaces)
-                    .map_err(ServerError::Certificates)?;
-                Some(Arc::new(move |chain: &[Vec<u8>]| {
-                    verifier.verify_chain(chain)
-                }))
+                let cas = Arc::new(
+                    CaDirectory::load(dir, config.tls.namespaces)
+                        .map_err(ServerError::Certificates)?,
+                );
+                let period = config
+                    .tls
+                    .ca_reload_secs
+                    .map_or(DEFAULT_RELOAD, Duration::from_secs);
+                if !period.is_zero() {
+                    cas.spawn_reloader(period);
+                }
+                Some(Arc::new(move |chain: &[Vec<u8>]| cas.verify_chain(chain)))
             }
             None => None,
         };

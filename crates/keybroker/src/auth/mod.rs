@@ -2,6 +2,7 @@
 //! certificates (IGTF end-entity certificates such as RCAuth's, and RFC 3820 proxies of them).
 //! [`namespaces`] holds the IGTF namespace constraints (which DNs a CA may sign).
 
+pub mod cadir;
 pub mod dev;
 pub mod namespaces;
 pub mod oidc;

@@ -909,6 +909,29 @@ mod tests {
     }
 
     #[test]
+    fn ca_directory_reload_picks_up_new_crls_and_keeps_the_last_good_load() {
+        use super::super::cadir::CaDirectory;
+        let p = pki();
+        let dir = CaDirectory::load(p.dir.path(), NamespaceMode::Require).expect("load");
+        dir.verify_chain(&der(&[&p.ee.cert])).expect("accepted");
+        // fetch-crl writes a CRL that revokes the EE: used after the next reload only.
+        write_crl(&p, &[&p.ee.cert], &p.ca, 7);
+        dir.verify_chain(&der(&[&p.ee.cert]))
+            .expect("the loaded CRLs are used until a reload");
+        dir.reload().expect("reload");
+        assert!(reason(dir.verify_chain(&der(&[&p.ee.cert]))).contains("revoked"));
+        // A reload of a broken directory (every CA file gone) fails and keeps the last load.
+        for e in std::fs::read_dir(p.dir.path()).expect("dir").flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if is_hashed_cert(&name) || name.ends_with(".pem") {
+                std::fs::remove_file(e.path()).expect("rm");
+            }
+        }
+        assert!(dir.reload().is_err());
+        assert!(reason(dir.verify_chain(&der(&[&p.ee.cert]))).contains("revoked"));
+    }
+
+    #[test]
     fn crl_revokes_ee_and_its_proxies() {
         let p = pki();
         let other = issue(
