@@ -97,8 +97,9 @@ impl BrokerSetup {
 }
 
 /// The TLS client identity of `--broker-cert`/`--broker-key`: the certificate file as it is
-/// (leaf first, then any chain) and the private key, decrypted if need be and re-encoded as
-/// unencrypted PKCS#8 PEM in zeroized memory, which is what the TLS client takes.
+/// (leaf first, then any chain: an end-entity certificate, or an RFC 3820 proxy followed by
+/// the certificate it was made from) and the private key, decrypted if need be and re-encoded
+/// as unencrypted PKCS#8 PEM in zeroized memory, which is what the TLS client takes.
 fn client_certificate(
     cert: &Path,
     key: &Path,
@@ -112,12 +113,6 @@ fn client_certificate(
     let Some(leaf) = certs.first() else {
         bail!("--broker-cert {}: no certificate in it", cert.display());
     };
-    if leaf.is_proxy() {
-        bail!(
-            "--broker-cert {}: an RFC 3820 proxy certificate cannot be presented by this client (rustls); give the end-entity certificate (e.g. ~/.globus/usercert.pem and userkey.pem) or use a token",
-            cert.display()
-        );
-    }
     let bytes = Zeroizing::new(
         std::fs::read(key).with_context(|| format!("--broker-key {}", key.display()))?,
     );

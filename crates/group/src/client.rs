@@ -326,6 +326,10 @@ fn safe_text(s: &str) -> String {
 pub struct BrokerTls {
     identity: Option<reqwest::Identity>,
     roots: Vec<reqwest::Certificate>,
+    /// The identity is an RFC 3820 proxy: rustls refuses to present one (its critical
+    /// proxyCertInfo extension fails rustls' check of the client certificate), OpenSSL
+    /// presents it, so such connections use reqwest's native-tls (OpenSSL) backend.
+    native: bool,
 }
 
 impl std::fmt::Debug for BrokerTls {
@@ -341,12 +345,21 @@ impl BrokerTls {
     /// Presents the client certificate in `pem`: the certificate (chain, leaf or proxy first)
     /// and its private key (PKCS#8, PKCS#1 or SEC1), in one buffer in any order.
     pub fn with_client_certificate(mut self, pem: &[u8]) -> Result<Self> {
-        let identity = reqwest::Identity::from_pem(pem).map_err(|e| {
+        let usage = |e: &dyn std::fmt::Display| {
             Error::Usage(format!(
                 "client certificate: {e} (expected PEM with the certificate chain and an unencrypted private key)"
             ))
-        })?;
+        };
+        if let Some((chain, key)) = proxy_identity(pem).map_err(|e| usage(&e))? {
+            let identity =
+                reqwest::Identity::from_pkcs8_pem(&chain, &key).map_err(|e| usage(&e))?;
+            self.identity = Some(identity);
+            self.native = true;
+            return Ok(self);
+        }
+        let identity = reqwest::Identity::from_pem(pem).map_err(|e| usage(&e))?;
         self.identity = Some(identity);
+        self.native = false;
         Ok(self)
     }
 
@@ -367,6 +380,46 @@ impl BrokerTls {
     pub fn has_client_certificate(&self) -> bool {
         self.identity.is_some()
     }
+}
+
+/// A proxy's certificate chain (PEM) and private key (PKCS#8 PEM).
+type ProxyIdentity = (Vec<u8>, Zeroizing<Vec<u8>>);
+
+/// For a PEM whose first certificate is an RFC 3820 proxy: the certificate chain (in its
+/// order) and the private key as unencrypted PKCS#8, both PEM, as native-tls takes them.
+/// `None` for anything else (the rustls path reads the PEM as it is).
+fn proxy_identity(pem: &[u8]) -> std::result::Result<Option<ProxyIdentity>, String> {
+    use layercrypt_ocicrypt::keys::{parse_key_material, KeyMaterial};
+    let Ok(material) = parse_key_material(pem, None, "client certificate") else {
+        return Ok(None); // the rustls path reports what is wrong
+    };
+    let certs: Vec<_> = material
+        .iter()
+        .filter_map(|m| match m {
+            KeyMaterial::Certificate(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if !certs.first().is_some_and(|c| c.is_proxy()) {
+        return Ok(None);
+    }
+    let key = material
+        .iter()
+        .find_map(|m| match m {
+            KeyMaterial::Private(k) if k.matches_certificate(certs[0]) => Some(k),
+            _ => None,
+        })
+        .ok_or("no private key for the proxy certificate")?;
+    let key = Zeroizing::new(
+        key.expose_secret()
+            .private_key_to_pem_pkcs8()
+            .map_err(|e| e.to_string())?,
+    );
+    let mut chain = Vec::new();
+    for c in certs {
+        chain.extend_from_slice(&c.x509().to_pem().map_err(|e| e.to_string())?);
+    }
+    Ok(Some((chain, key)))
 }
 
 /// A client of one broker.
@@ -393,10 +446,15 @@ pub(crate) fn http_client(timeout: Duration) -> Result<Client> {
 
 /// [`http_client`] with a client certificate and extra roots.
 fn http_client_tls(timeout: Duration, tls: &BrokerTls) -> Result<Client> {
-    // rustls explicitly: another crate in the build may switch reqwest's native-tls on
-    // (feature unification), and a PEM identity is a rustls identity.
-    let mut b = Client::builder()
-        .tls_backend_rustls()
+    // rustls explicitly (a PEM identity is a rustls identity), except for a proxy
+    // certificate, which only OpenSSL presents (see `BrokerTls::native`).
+    let b = Client::builder();
+    let b = if tls.native {
+        b.tls_backend_native()
+    } else {
+        b.tls_backend_rustls()
+    };
+    let mut b = b
         .timeout(timeout)
         .connect_timeout(CONNECT_TIMEOUT.min(timeout))
         .redirect(reqwest::redirect::Policy::none())

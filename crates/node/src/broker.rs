@@ -322,17 +322,6 @@ pub fn node_group(node: &NodeConfig, layer_digest: Option<&str>) -> Result<Optio
             else {
                 unreachable!("only the certificate has no token source")
             };
-            // rustls does not present an RFC 3820 proxy (its critical proxyCertInfo extension
-            // fails the certificate check of the client configuration), and reqwest would only
-            // say "builder error": say what to use instead.
-            if let Ok(certs) = layercrypt_ocicrypt::keys::load_certificates(cert_file) {
-                if certs.first().is_some_and(|c| c.is_proxy()) {
-                    return Err(Error::Group(format!(
-                        "node credential cert_file {}: an RFC 3820 proxy certificate cannot be presented by this TLS client; use a host or robot certificate, or a token credential (token-file, refresh-token)",
-                        cert_file.display()
-                    )));
-                }
-            }
             let mut pem = read_secret_file("key_file", key_file)?;
             if cert_file != key_file {
                 pem.extend_from_slice(b"\n");
