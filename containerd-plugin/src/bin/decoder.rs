@@ -35,7 +35,7 @@ fn run(payload: &Payload, args: &DecoderArgs) -> Result<u64, layercrypt_node::Er
     // wrapper: it talks only to the brokers of the node config, with the node's credential.
     // It replaces a `layercrypt` entry of OCICRYPT_KEYPROVIDER_CONFIG (same annotation).
     let mut wrappers = Wrappers::new().with_providers(load_config_from_env()?);
-    let group = node_group(&node, Some(&payload.descriptor.digest))?;
+    let group = node_group(&node)?;
     let status = group.as_ref().map(|g| g.status.clone());
     if let Some(g) = group {
         wrappers.push(Box::new(g.wrapper));

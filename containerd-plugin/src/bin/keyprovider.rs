@@ -35,7 +35,7 @@ fn run(args: &KeyProviderArgs) -> Result<(), Error> {
     drop(body);
     debug!(?request, "key-provider request");
     let (node, node_file) = NodeConfig::load_or_default(args.config.as_deref())?;
-    let reply = match node_group(&node, None)? {
+    let reply = match node_group(&node)? {
         Some(group) => serve(
             &request,
             &node,

@@ -82,11 +82,10 @@ fn classify(e: &layercrypt_group::Error) -> Failure {
     }
 }
 
-/// A [`BrokerApi`] that remembers why the last call failed and adds the layer digest to
-/// unwrap requests (for the broker's audit log).
+/// A [`BrokerApi`] that remembers why the last call failed. (The layer digest for the
+/// broker's audit log comes with each unwrap: `KeyWrapper::unwrap_for_layer`.)
 struct Recording {
     inner: HttpBrokers,
-    layer_digest: Option<String>,
     last: Arc<Mutex<Option<Failure>>>,
 }
 
@@ -115,11 +114,7 @@ impl BrokerApi for Recording {
         broker: &str,
         request: &UnwrapRequest<'_>,
     ) -> layercrypt_group::Result<SecretBytes> {
-        let request = UnwrapRequest {
-            layer_digest: request.layer_digest.or(self.layer_digest.as_deref()),
-            ..*request
-        };
-        self.record(self.inner.unwrap(broker, &request))
+        self.record(self.inner.unwrap(broker, request))
     }
 }
 
@@ -297,8 +292,7 @@ fn renew_hint(credential: &Credential) -> String {
 }
 
 /// The group wrapper of this node, or `None` when the node config lists no brokers.
-/// `layer_digest` goes to the broker's audit log.
-pub fn node_group(node: &NodeConfig, layer_digest: Option<&str>) -> Result<Option<NodeGroup>> {
+pub fn node_group(node: &NodeConfig) -> Result<Option<NodeGroup>> {
     let Some(credential) = &node.credential else {
         return Ok(None);
     };
@@ -342,7 +336,6 @@ pub fn node_group(node: &NodeConfig, layer_digest: Option<&str>) -> Result<Optio
     let last = Arc::new(Mutex::new(None));
     let api = Recording {
         inner,
-        layer_digest: layer_digest.map(str::to_owned),
         last: last.clone(),
     };
     let mut wrapper = GroupKeyWrapper::new(Arc::new(api));
@@ -446,9 +439,7 @@ mod tests {
             m.contains("not in this node's allowed brokers (https://keys.example.org)"),
             "{m}"
         );
-        let group = node_group(&node, Some("sha256:00"))
-            .expect("ok")
-            .expect("some");
+        let group = node_group(&node).expect("ok").expect("some");
         let st = group.status.clone();
         let p = payload("https://keys.example.org/");
         for (failure, expect) in [
@@ -493,7 +484,7 @@ mod tests {
             credential: Some(Credential::TokenFile { token_file: tok }),
             ..Default::default()
         };
-        let g = node_group(&node, None).expect("ok").expect("some");
+        let g = node_group(&node).expect("ok").expect("some");
         let item = format!(
             r#"{{"v":1,"broker":"{url}","group":"vo.example.org","version":1,"age":"YWdl"}}"#
         );
@@ -538,12 +529,12 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert!(node_group(&node, None).expect("ok").is_some());
+        assert!(node_group(&node).expect("ok").is_some());
         node.credential = Some(Credential::TlsClientCert {
             cert_file: cert.clone(),
             key_file: cert.clone(),
         });
-        let err = node_group(&node, None).err().expect("no key").to_string();
+        let err = node_group(&node).err().expect("no key").to_string();
         assert!(err.contains("client certificate"), "{err}");
     }
 }
