@@ -16,20 +16,10 @@ if [ -x "$WRAPPER" ] && "$WRAPPER" --version >/dev/null 2>&1; then
   echo "$WRAPPER"
   exit 0
 fi
-mkdir -p "$DIR"/{lists/partial,cache/archives/partial,etc,debs,root}
-echo "deb http://deb.debian.org/debian trixie main" >"$DIR/etc/sources.list"
-: >"$DIR/etc/status"
-APT=(-o "Dir::Etc::sourcelist=$DIR/etc/sources.list" -o "Dir::Etc::sourceparts=-"
-     -o "Dir::State::Lists=$DIR/lists" -o "Dir::State::status=$DIR/etc/status"
-     -o "Dir::Cache=$DIR/cache" -o "APT::Get::List-Cleanup=0" -o "APT::Sandbox::User=root")
-apt-get "${APT[@]}" update -qq >"$DIR/apt-update.log" 2>&1 \
-  || { cat "$DIR/apt-update.log" >&2; exit 1; }
 # skopeo's run-time libraries (ldd through trixie's loader): libc6, libgpgme11t64 (+ libassuan9,
 # libgpg-error0), libsqlite3-0; golang-github-containers-common for /etc/containers/policy.json.
 PKGS=(skopeo libc6 libgpgme11t64 libassuan9 libgpg-error0 libsqlite3-0 golang-github-containers-common)
-(cd "$DIR/debs" && apt-get "${APT[@]}" download -qq "${PKGS[@]}" >"$DIR/apt-download.log" 2>&1) \
-  || { cat "$DIR/apt-download.log" >&2; exit 1; }
-for deb in "$DIR"/debs/*.deb; do dpkg-deb -x "$deb" "$DIR/root"; done
+bash containerd-plugin/tests/trixie-unpack.sh "$DIR" "${PKGS[@]}"
 LIB="$DIR/root/usr/lib/x86_64-linux-gnu"
 cat >"$WRAPPER" <<EOF
 #!/bin/sh
