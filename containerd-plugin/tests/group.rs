@@ -405,6 +405,35 @@ fn run_container(env: &Env, reference: &str, expect: &str) {
     eprintln!("ok   ctr run: {}", stdout.trim());
 }
 
+/// Private options of a made-up layer, as the key provider wraps them.
+const OPTS: &[u8] = br#"{"symkey":"c3ltbWV0cmljLWtleS0zMi1ieXRlcy1sb25nLS0tLS0=","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","cipheroptions":{"nonce":"bm9uY2Utbm9uY2Utbm9uY2U="}}"#;
+
+/// A private key of the user's that ocicrypt passes along with every unwrap.
+const OTHER_PRIVATE_KEY: &str =
+    "-----BEGIN PRIVATE KEY-----\nTHE-USERS-OTHER-KEY\n-----END PRIVATE KEY-----\n";
+
+/// Go ocicrypt 1.1's keywrap request (ocicrypt-format.md §4) of [`OPTS`] for `group:VO`,
+/// with an unrelated public key among the parameters.
+fn keywrap_request() -> String {
+    format!(
+        r#"{{"op":"keywrap","keywrapparams":{{"ec":{{"Parameters":{{"layercrypt":["{}"],"pubkeys":["{}"]}},"DecryptConfig":{{"Parameters":{{}}}}}},"optsdata":"{}"}},"keyunwrapparams":{{"dc":null,"annotation":null}}}}"#,
+        b64(format!("group:{VO}").as_bytes()),
+        b64(b"-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n"),
+        b64(OPTS)
+    )
+}
+
+/// Go ocicrypt 1.1's keyunwrap request of `annotation`, with the user's other private key
+/// ([`OTHER_PRIVATE_KEY`]) and its password among the parameters.
+fn keyunwrap_request(annotation: &str) -> String {
+    format!(
+        r#"{{"op":"keyunwrap","keywrapparams":{{"ec":null,"optsdata":null}},"keyunwrapparams":{{"dc":{{"Parameters":{{"privkeys":["{}"],"privkeys-passwords":["{}"],"layercrypt":["{}"]}}}},"annotation":"{annotation}"}}}}"#,
+        b64(OTHER_PRIVATE_KEY.as_bytes()),
+        b64(b"hunter2"),
+        b64(b"Enabled"),
+    )
+}
+
 /// Runs the key provider with `request` on stdin: (exit code, stdout, stderr).
 fn keyprovider(config: &Path, request: &str) -> (Option<i32>, String, String) {
     use std::io::Write as _;
@@ -447,13 +476,8 @@ fn keyprovider_protocol_against_the_broker() {
     let config = dir.join("node.toml");
     std::fs::write(&config, node_toml(&[&broker.url], &token_file)).unwrap();
 
-    let opts = br#"{"symkey":"c3ltbWV0cmljLWtleS0zMi1ieXRlcy1sb25nLS0tLS0=","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","cipheroptions":{"nonce":"bm9uY2Utbm9uY2Utbm9uY2U="}}"#;
-    let wrap = format!(
-        r#"{{"op":"keywrap","keywrapparams":{{"ec":{{"Parameters":{{"layercrypt":["{}"],"pubkeys":["{}"]}},"DecryptConfig":{{"Parameters":{{}}}}}},"optsdata":"{}"}},"keyunwrapparams":{{"dc":null,"annotation":null}}}}"#,
-        b64(format!("group:{VO}").as_bytes()),
-        b64(b"-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n"),
-        b64(opts)
-    );
+    let opts = OPTS;
+    let wrap = keywrap_request();
     let (code, out, err) = keyprovider(&config, &wrap);
     assert_eq!(code, Some(0), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -469,13 +493,8 @@ fn keyprovider_protocol_against_the_broker() {
     assert_eq!(p["broker"], broker.url.as_str());
 
     // Unwrap, with a private key and its password among the parameters (as ocicrypt sends).
-    let private = "-----BEGIN PRIVATE KEY-----\nTHE-USERS-OTHER-KEY\n-----END PRIVATE KEY-----\n";
-    let unwrap = format!(
-        r#"{{"op":"keyunwrap","keywrapparams":{{"ec":null,"optsdata":null}},"keyunwrapparams":{{"dc":{{"Parameters":{{"privkeys":["{}"],"privkeys-passwords":["{}"],"layercrypt":["{}"]}}}},"annotation":"{annotation}"}}}}"#,
-        b64(private.as_bytes()),
-        b64(b"hunter2"),
-        b64(b"Enabled"),
-    );
+    let private = OTHER_PRIVATE_KEY;
+    let unwrap = keyunwrap_request(&annotation);
     let (code, out, err) = keyprovider(&config, &unwrap);
     assert_eq!(code, Some(0), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -730,20 +749,12 @@ fn refresh_token_credential_against_the_issuer_and_broker() {
     )
     .unwrap();
 
-    let opts = br#"{"symkey":"c3ltbWV0cmljLWtleS0zMi1ieXRlcy1sb25nLS0tLS0=","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","cipheroptions":{"nonce":"bm9uY2Utbm9uY2Utbm9uY2U="}}"#;
-    let wrap = format!(
-        r#"{{"op":"keywrap","keywrapparams":{{"ec":{{"Parameters":{{"layercrypt":["{}"]}},"DecryptConfig":{{"Parameters":{{}}}}}},"optsdata":"{}"}},"keyunwrapparams":{{"dc":null,"annotation":null}}}}"#,
-        b64(format!("group:{VO}").as_bytes()),
-        b64(opts)
-    );
-    let (code, out, err) = keyprovider(&config, &wrap);
+    let opts = OPTS;
+    let (code, out, err) = keyprovider(&config, &keywrap_request());
     assert_eq!(code, Some(0), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let annotation = v["keywrapresults"]["annotation"].as_str().unwrap();
-    let unwrap = format!(
-        r#"{{"op":"keyunwrap","keywrapparams":{{"ec":null,"optsdata":null}},"keyunwrapparams":{{"dc":{{"Parameters":{{"layercrypt":["{}"]}}}},"annotation":"{annotation}"}}}}"#,
-        b64(b"Enabled"),
-    );
+    let unwrap = keyunwrap_request(annotation);
     let first = std::fs::read_to_string(&refresh_file).unwrap();
     for run in 0..2 {
         let (code, out, err) = keyprovider(&config, &unwrap);
