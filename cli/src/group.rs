@@ -106,23 +106,27 @@ fn client_certificate(
     passphrase_file: Option<PathBuf>,
 ) -> Result<BrokerTls> {
     use layercrypt_ocicrypt::keys::{
-        load_certificates, load_key_file, needs_passphrase, KeyMaterial,
+        load_certificates, needs_passphrase, parse_key_material, KeyMaterial,
     };
+    use std::io::Read as _;
+    /// Key files are small; a larger one is not a key.
+    const MAX_KEY_FILE: u64 = 1024 * 1024;
     let certs =
         load_certificates(cert).with_context(|| format!("--broker-cert {}", cert.display()))?;
     let Some(leaf) = certs.first() else {
         bail!("--broker-cert {}: no certificate in it", cert.display());
     };
-    let bytes = Zeroizing::new(
-        std::fs::read(key).with_context(|| format!("--broker-key {}", key.display()))?,
-    );
+    let mut bytes = Zeroizing::new(Vec::new());
+    std::fs::File::open(key)
+        .and_then(|f| f.take(MAX_KEY_FILE).read_to_end(&mut bytes))
+        .with_context(|| format!("--broker-key {}", key.display()))?;
     let pass = if needs_passphrase(&bytes) {
         let ask = crate::run::passphrase_asker(passphrase_file);
         Some(ask(key).with_context(|| format!("--broker-key {}", key.display()))?)
     } else {
         None
     };
-    let material = load_key_file(key, pass.as_ref())
+    let material = parse_key_material(&bytes, pass.as_ref(), &key.display().to_string())
         .with_context(|| format!("--broker-key {}", key.display()))?;
     let private = material
         .iter()
@@ -143,10 +147,10 @@ fn client_certificate(
             .private_key_to_pem_pkcs8()
             .context("re-encoding the --broker-key private key")?,
     );
-    pem.push(b'\n');
-    pem.extend_from_slice(
-        &std::fs::read(cert).with_context(|| format!("--broker-cert {}", cert.display()))?,
-    );
+    // The chain as parsed above, leaf first (the file is not read twice).
+    for c in &certs {
+        pem.extend_from_slice(&c.x509().to_pem().context("re-encoding --broker-cert")?);
+    }
     Ok(BrokerTls::default().with_client_certificate(&pem)?)
 }
 
