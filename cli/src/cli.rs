@@ -21,6 +21,11 @@ pub struct Cli {
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Allow plain HTTP to registries and to a key broker that are not on this machine (test
+    /// setups only: images, tokens and layer keys then cross the network in clear).
+    #[arg(long, global = true)]
+    pub insecure: bool,
+
     #[command(flatten)]
     pub broker: BrokerArgs,
 
@@ -87,7 +92,8 @@ pub struct BrokerArgs {
 
     /// Authenticate to the broker with this X.509 certificate (PEM: an RCAuth or other IGTF
     /// user or robot certificate, optionally followed by its chain) instead of a token; the
-    /// broker grants by its subject DN. RFC 3820 proxies cannot be presented by this client.
+    /// broker grants by its subject DN. An RFC 3820 proxy (e.g. RCAuth's) works too: give the
+    /// proxy file, which holds the proxy, its key and the certificate it was made from.
     #[arg(
         long,
         global = true,
@@ -265,10 +271,6 @@ pub struct TransportArgs {
     /// Registry auth file (default: $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json).
     #[arg(long, value_name = "FILE")]
     pub authfile: Option<PathBuf>,
-
-    /// Use plain HTTP for registries other than localhost (for test registries only).
-    #[arg(long)]
-    pub insecure: bool,
 
     /// Only this platform of a multi-platform image (os/arch[/variant]); default: all.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]

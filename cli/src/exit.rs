@@ -47,7 +47,10 @@ fn classify(err: &anyhow::Error) -> Kind {
         } else if let Some(e) = cause.downcast_ref::<FormatError>() {
             classify_format(e)
         } else if let Some(e) = cause.downcast_ref::<GroupError>() {
-            e.is_access_refused().then_some(Kind::NoKey)
+            match e {
+                GroupError::CleartextBroker { .. } | GroupError::BrokerUrl(_) => Some(Kind::Usage),
+                e => e.is_access_refused().then_some(Kind::NoKey),
+            }
         } else if let Some(e) = cause.downcast_ref::<ImageError>() {
             classify_image(e)
         } else if let Some(e) = cause.downcast_ref::<std::io::Error>() {
@@ -75,7 +78,7 @@ fn advice(kind: Kind) -> Option<&'static str> {
              source you trust. Nothing was written to the destination.",
         ),
         Kind::NotFound => Some("check the image name, tag and platform, and the registry credentials (--creds, --authfile)"),
-        Kind::Usage => Some("see `layercrypt --help` for the image name syntax"),
+        Kind::Usage => Some("see `layercrypt --help`"),
         Kind::Other => None,
     }
 }

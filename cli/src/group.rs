@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use layercrypt_group::client::{
-    check_rfc3339, AuditQuery, BrokerClient, BrokerTls, GroupInfo, HttpBrokers, NewGrant, Principal,
+    check_rfc3339, check_transport, AuditQuery, BrokerClient, BrokerTls, GroupInfo, HttpBrokers,
+    NewGrant, Principal,
 };
 use layercrypt_group::config::{UserConfig, ENV_BROKER};
 use layercrypt_group::login::{self, LoginParams, SystemClock, DEFAULT_CLIENT_ID, DEFAULT_ISSUER};
 use layercrypt_group::payload::GroupName;
 use layercrypt_group::token::{self, read_token_file, AccessToken, TokenOptions, TokenStore};
 use layercrypt_group::wrap::GroupKeyWrapper;
+use layercrypt_proto::text::escape;
 use zeroize::Zeroizing;
 
 use crate::cli::{AdminArgs, AuditArgs, BrokerArgs, GrantArgs, GroupCommand, LoginArgs};
@@ -29,12 +31,16 @@ pub struct BrokerSetup {
 }
 
 impl BrokerSetup {
-    /// Reads config.toml and the environment.
-    pub fn new(args: &BrokerArgs) -> Result<Self> {
+    /// Reads config.toml and the environment. A plain `http://` broker that is not on this
+    /// machine is refused unless `insecure` (`--insecure`).
+    pub fn new(args: &BrokerArgs, insecure: bool) -> Result<Self> {
         let path = UserConfig::default_path()?;
         let config = UserConfig::load(&path)?;
         let env = std::env::var(ENV_BROKER).ok();
         let broker = config.broker(args.broker.as_deref(), env.as_deref());
+        if let Some(b) = &broker {
+            check_transport(b, insecure)?;
+        }
         let mut token = TokenOptions::new(TokenStore::new(TokenStore::default_path()?));
         token.token_file = args.token_file.clone();
         token.oidc_agent_account = args.oidc_agent_account.clone();
@@ -255,10 +261,10 @@ fn print_group(g: &GroupInfo, json: bool) -> Result<()> {
         writeln!(
             out,
             "{:<21} {:<41} {:<15} {}",
-            gr.id,
-            gr.principal(),
-            nets,
-            gr.expires.as_deref().unwrap_or("never")
+            escape(&gr.id),
+            escape(&gr.principal()),
+            escape(&nets),
+            escape(gr.expires.as_deref().unwrap_or("never"))
         )?;
     }
     Ok(())

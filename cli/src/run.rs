@@ -28,10 +28,11 @@ use crate::progress::Bars;
 /// Runs one command.
 pub fn run(cli: Cli) -> Result<()> {
     let quiet = cli.quiet;
-    let setup = || BrokerSetup::new(&cli.broker);
+    let insecure = cli.insecure;
+    let setup = || BrokerSetup::new(&cli.broker, insecure);
     match &cli.command {
         Command::Encrypt(a) => {
-            let job = job(&a.copy.src, &a.copy.dst, &a.copy.transport, quiet)?;
+            let job = job(&a.copy.src, &a.copy.dst, &a.copy.transport, insecure, quiet)?;
             let specs = parse_specs(&a.recipients)?;
             let ec = encrypt_config(&specs)?;
             let wrappers = wrappers(&setup()?, &ec, None)?;
@@ -53,7 +54,7 @@ pub fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Decrypt(a) => {
-            let job = job(&a.copy.src, &a.copy.dst, &a.copy.transport, quiet)?;
+            let job = job(&a.copy.src, &a.copy.dst, &a.copy.transport, insecure, quiet)?;
             let dc = decrypt_keys(&a.keys)?;
             let wrappers = wrappers(&setup()?, &EncryptConfig::default(), Some(&a.copy.src))?;
             let selection = LayerSelection::new(a.copy.layers.clone());
@@ -75,7 +76,7 @@ pub fn run(cli: Cli) -> Result<()> {
             if a.add.is_empty() && a.remove.is_empty() {
                 bail!("nothing to do: give --add-recipient and/or --remove-recipient");
             }
-            let job = job(&a.copy.src, &a.copy.dst, &a.copy.transport, quiet)?;
+            let job = job(&a.copy.src, &a.copy.dst, &a.copy.transport, insecure, quiet)?;
             let add = if a.add.is_empty() {
                 None
             } else {
@@ -119,9 +120,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(a) => {
             let src: ImageRef = a.src.parse()?;
             let wrappers = wrappers(&setup()?, &EncryptConfig::default(), None)?;
-            let report =
-                inspect::inspect_image(&src, &transport(&a.transport)?, &wrappers, &a.certs)
-                    .with_context(|| format!("inspecting {}", a.src))?;
+            let report = inspect::inspect_image(
+                &src,
+                &transport(&a.transport, insecure)?,
+                &wrappers,
+                &a.certs,
+            )
+            .with_context(|| format!("inspecting {}", a.src))?;
             let mut out = std::io::stdout().lock();
             if a.json {
                 serde_json::to_writer_pretty(&mut out, &report)?;
@@ -175,15 +180,15 @@ fn wrappers(setup: &BrokerSetup, ec: &EncryptConfig, image: Option<&str>) -> Res
     Ok(wrappers)
 }
 
-fn transport(t: &TransportArgs) -> Result<TransportOptions> {
+fn transport(t: &TransportArgs, insecure: bool) -> Result<TransportOptions> {
     Ok(TransportOptions {
-        insecure: t.insecure,
+        insecure,
         creds: t.creds.clone(),
         auth_file: t.authfile.clone(),
     })
 }
 
-fn job(src: &str, dst: &str, t: &TransportArgs, quiet: bool) -> Result<Job> {
+fn job(src: &str, dst: &str, t: &TransportArgs, insecure: bool, quiet: bool) -> Result<Job> {
     let src: ImageRef = src.parse()?;
     let dst: ImageRef = dst.parse()?;
     let platforms = match &t.platform {
@@ -199,7 +204,7 @@ fn job(src: &str, dst: &str, t: &TransportArgs, quiet: bool) -> Result<Job> {
     Ok(Job {
         src,
         dst,
-        transport: transport(t)?,
+        transport: transport(t, insecure)?,
         copy,
     })
 }

@@ -24,6 +24,31 @@ fn help_documents_exit_codes() {
 }
 
 #[test]
+fn cleartext_broker_off_this_machine_is_refused_before_any_connection() {
+    // Nothing is contacted (and `.invalid` never resolves): the refusal comes before the token
+    // is even read. A token would otherwise cross the network in clear (issue 8.13).
+    for args in [
+        &["--broker", "http://broker.invalid:8443", "group", "list"][..],
+        &["group", "list", "--broker", "http://Broker.Invalid"][..],
+    ] {
+        let run = layercrypt(args).fails_with(2);
+        assert!(
+            run.stderr.contains("refusing plain http:// to key broker")
+                && run.stderr.contains("--insecure"),
+            "{}",
+            run.stderr
+        );
+    }
+    // On this machine plain HTTP is fine: the command gets as far as needing a token.
+    let run = layercrypt(&["--broker", "http://127.0.0.1:9", "group", "list"]);
+    assert!(
+        !run.stderr.contains("refusing plain http://"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn keygen_encrypt_decrypt_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
     for kind in ["ec", "rsa2048", "p384"] {

@@ -11,6 +11,7 @@ use layercrypt_ocicrypt::keys::{load_key_file, Certificate, CertificateSummary, 
 use layercrypt_ocicrypt::keywrap::RecipientInfo;
 use layercrypt_ocicrypt::layer::{recipient_summary, recipients_of, Wrappers};
 use layercrypt_ocicrypt::spec::is_encrypted_media_type;
+use layercrypt_proto::text::escape;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use serde::Serialize;
 
@@ -223,36 +224,99 @@ fn layer_report(
     report
 }
 
+/// The human-readable report. Everything in it comes from the image (manifests, annotations),
+/// which an attacker may have written: it is escaped so that no control sequence reaches the
+/// terminal (`--json` stays exact).
 impl fmt::Display for ImageReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "image {} ({})", self.image, self.digest)?;
+        writeln!(
+            f,
+            "image {} ({})",
+            escape(&self.image),
+            escape(&self.digest)
+        )?;
         for m in &self.manifests {
             match &m.platform {
-                Some(p) => writeln!(f, "manifest {} [{p}]", m.digest)?,
-                None => writeln!(f, "manifest {}", m.digest)?,
+                Some(p) => writeln!(f, "manifest {} [{}]", escape(&m.digest), escape(p))?,
+                None => writeln!(f, "manifest {}", escape(&m.digest))?,
             }
             for l in &m.layers {
                 let state = if l.encrypted { "encrypted" } else { "plain" };
                 writeln!(
                     f,
                     "  layer {} {} {} bytes {} ({})",
-                    l.index, l.digest, l.size, state, l.media_type
+                    l.index,
+                    escape(&l.digest),
+                    l.size,
+                    state,
+                    escape(&l.media_type)
                 )?;
                 for r in &l.recipients {
-                    writeln!(f, "    recipient: {}", r.summary)?;
+                    writeln!(f, "    recipient: {}", escape(&r.summary))?;
                     if let Some(c) = &r.certificate {
                         writeln!(
                             f,
                             "      subject {} valid {} to {}",
-                            c.subject, c.not_before, c.not_after
+                            escape(&c.subject),
+                            c.not_before,
+                            c.not_after
                         )?;
                     }
                 }
                 if let Some(e) = &l.error {
-                    writeln!(f, "    problem: {e}")?;
+                    writeln!(f, "    problem: {}", escape(e))?;
                 }
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_report_escapes_what_the_image_says() {
+        // An annotation or manifest that carries terminal controls must not reach the terminal
+        // raw: `\x1b[2K\r` would erase the line and write a forged one (issue 8.7).
+        let evil = "x\x1b[2K\rrecipient: jwe (trusted)\u{9b}0m\u{202e}";
+        let report = ImageReport {
+            image: "oci:img:latest".into(),
+            digest: "sha256:00".into(),
+            manifests: vec![ManifestReport {
+                digest: "sha256:11".into(),
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                platform: Some(format!("linux/{evil}")),
+                layers: vec![LayerReport {
+                    index: 0,
+                    digest: "sha256:22".into(),
+                    size: 1,
+                    media_type: format!("application/{evil}"),
+                    encrypted: true,
+                    recipients: vec![RecipientReport {
+                        info: RecipientInfo::Provider {
+                            name: evil.into(),
+                            detail: None,
+                        },
+                        summary: format!("key provider {evil}"),
+                        certificate: None,
+                    }],
+                    error: Some(evil.into()),
+                }],
+            }],
+        };
+        let text = report.to_string();
+        assert!(
+            !text
+                .chars()
+                .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+            "{text:?}"
+        );
+        assert!(text.contains("\\u{1b}[2K\\rrecipient"), "{text}");
+        // JSON stays exact: serde escapes the controls itself, and a reader gets them back.
+        let json = serde_json::to_string(&report).expect("json");
+        let back: serde_json::Value = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back["manifests"][0]["layers"][0]["error"], evil);
     }
 }

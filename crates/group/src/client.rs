@@ -33,26 +33,22 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const USER_AGENT: &str = concat!("layercrypt/", env!("CARGO_PKG_VERSION"));
 
 /// Checks and normalises a broker base URL: `http(s)://host[:port][/path]`, no credentials,
-/// query or fragment, no trailing slash. Two URLs name the same broker iff their normal
-/// forms are equal.
+/// query or fragment, no trailing slash (one function for every side:
+/// [`layercrypt_proto::url`]). Two URLs name the same broker iff their normal forms are equal.
 pub fn normalize_broker_url(url: &str) -> Result<String> {
-    let bad = |why: &str| Error::Usage(format!("broker URL {url:?}: {why}"));
-    let parsed = Url::parse(url.trim()).map_err(|e| bad(&e.to_string()))?;
-    if !matches!(parsed.scheme(), "https" | "http") {
-        return Err(bad(
-            "use https:// (or http:// for a broker on this machine)",
-        ));
+    Ok(layercrypt_proto::normalize_broker_url(url)?)
+}
+
+/// Checks that talking to the broker at `url` keeps tokens and keys off the network in clear:
+/// `https://`, or `http://` to this machine; with `insecure`, any `http://` too.
+pub fn check_transport(url: &str, insecure: bool) -> Result<()> {
+    let parsed = layercrypt_proto::BrokerUrl::parse(url)?;
+    if parsed.is_cleartext_off_loopback() && !insecure {
+        return Err(Error::CleartextBroker {
+            broker: parsed.to_string(),
+        });
     }
-    if parsed.host_str().is_none() {
-        return Err(bad("no host"));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(bad("credentials do not belong in the URL"));
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(bad("no query or fragment"));
-    }
-    Ok(parsed.as_str().trim_end_matches('/').to_owned())
+    Ok(())
 }
 
 /// Checks that `value` (of option `what`) is an RFC 3339 time, e.g. `2027-01-01T00:00:00Z`.
@@ -317,7 +313,7 @@ enum Route<'a> {
 
 /// Keeps a server-supplied text printable and short.
 fn safe_text(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(300).collect()
+    layercrypt_proto::text::escape_bytes(s.as_bytes(), 300)
 }
 
 /// TLS settings of broker connections: a client certificate (a host or robot certificate,
@@ -872,6 +868,24 @@ mod tests {
     }
 
     #[test]
+    fn cleartext_brokers_off_this_machine_are_refused() {
+        for ok in [
+            "https://broker.example.org",
+            "http://127.0.0.1:8443",
+            "http://localhost:1",
+            "http://[::1]:2",
+        ] {
+            assert!(check_transport(ok, false).is_ok(), "{ok}");
+        }
+        for cleartext in ["http://broker.example.org", "http://10.1.2.3:8443"] {
+            let e = check_transport(cleartext, false).expect_err(cleartext);
+            assert!(matches!(e, Error::CleartextBroker { .. }), "{e}");
+            assert!(e.to_string().contains("--insecure"), "{e}");
+            assert!(check_transport(cleartext, true).is_ok(), "{cleartext}");
+        }
+    }
+
+    #[test]
     fn rfc3339() {
         assert!(check_rfc3339("--expires", "2027-01-01T00:00:00Z").is_ok());
         assert!(check_rfc3339("--expires", "2027-01-01T00:00:00+02:00").is_ok());
@@ -1081,7 +1095,10 @@ mod tests {
             .audit(&AuditQuery::default())
             .expect_err("418")
             .to_string();
-        assert!(err.contains("HTTP 418 teapot: no such route"), "{err}");
+        assert!(
+            err.contains("HTTP 418 teapot: no\\u{7} such route"),
+            "{err}"
+        );
         assert!(matches!(
             BrokerClient::new(&url).expect("c").list_groups(),
             Err(Error::Token(_))

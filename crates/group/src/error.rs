@@ -94,8 +94,10 @@ pub enum Error {
         reason: String,
     },
 
-    /// A payload names a broker that is not allowed here.
-    #[error("the layer names broker {broker}, which is not allowed here (allowed: {allowed}); if you trust it, give --broker {broker}")]
+    /// A payload names a broker that is not allowed here. The message must not talk the user
+    /// into trusting it: an image is attacker-controlled, and naming a broker the attacker runs
+    /// is how one would collect the user's tokens.
+    #[error("the layer names key broker {broker}, which is not a broker you chose (yours: {allowed}); your token is only sent to the broker you configured. An image that names an unexpected broker may be an attempt to collect tokens: check where the image came from")]
     BrokerNotAllowed {
         /// The broker in the payload.
         broker: String,
@@ -144,6 +146,18 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+
+    /// A plain `http://` broker that is not on this machine: the token and the released
+    /// layer keys would cross the network in clear.
+    #[error("refusing plain http:// to key broker {broker}, which is not on this machine: your token and the layer keys would cross the network in clear; use its https:// URL (or pass --insecure for a test setup)")]
+    CleartextBroker {
+        /// The broker URL.
+        broker: String,
+    },
+
+    /// A broker URL that is not one.
+    #[error(transparent)]
+    BrokerUrl(#[from] layercrypt_proto::UrlError),
 
     /// A value given by the user is unusable.
     #[error("{0}")]

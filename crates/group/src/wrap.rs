@@ -541,10 +541,11 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(
-            err.contains("not allowed here (allowed: none configured)")
-                && err.contains("--broker https://broker.example.org"),
+            err.contains("https://broker.example.org, which is not a broker you chose (yours: none configured)"),
             "{err}"
         );
+        // The image chose that broker, not the user: never advise trusting it.
+        assert!(!err.contains("--broker"), "{err}");
 
         let other = GroupKeyWrapper::new(broker.clone())
             .with_broker("https://evil.example.org")
@@ -554,7 +555,7 @@ mod tests {
             .expect("mine")
             .expect_err("refused")
             .to_string();
-        assert!(err.contains("allowed: https://evil.example.org"), "{err}");
+        assert!(err.contains("(yours: https://evil.example.org)"), "{err}");
         assert!(
             broker.calls.lock().expect("lock").is_empty(),
             "no request to a broker that is not allowed"

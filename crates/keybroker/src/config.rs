@@ -5,6 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use layercrypt_proto::url::{normalize_broker_url, BrokerUrl};
 use serde::{Deserialize, Serialize};
 
 pub use crate::auth::namespaces::NamespaceMode;
@@ -298,7 +299,10 @@ impl Config {
     /// the kernel picks the port, and payloads must name that port, not 0.
     pub fn public_url_for(&self, bound: std::net::SocketAddr) -> String {
         match &self.public_url {
-            Some(u) => u.trim_end_matches('/').to_owned(),
+            // Validated by `validate`; the normal form is what clients write into payloads.
+            Some(u) => {
+                normalize_broker_url(u).unwrap_or_else(|_| u.trim_end_matches('/').to_owned())
+            }
             None => format!(
                 "{}://{}",
                 if self.has_tls() { "https" } else { "http" },
@@ -335,9 +339,10 @@ impl Config {
             return invalid("tls.client_ca_dir (certificate authentication) needs TLS");
         }
         if let Some(u) = &self.public_url {
-            if !(u.starts_with("https://") || u.starts_with("http://")) || u.len() > 2048 {
+            if u.len() > 2048 {
                 return invalid("public_url must be an http(s) URL");
             }
+            BrokerUrl::parse(u).map_err(|e| ConfigError::Invalid(format!("public_url: {e}")))?;
         }
         if !self.dev {
             if !(self.oidc.issuer.starts_with("https://")
@@ -404,6 +409,18 @@ mod tests {
         assert_eq!(c.oidc.issuer, DEFAULT_ISSUER);
         assert_eq!(c.public_url(), "http://127.0.0.1:8443");
         c.validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn public_url_is_normalised_when_loaded() {
+        // Mixed case and a default port named the same broker as the CLI's normal form, yet
+        // locked every member out (issue 8.6).
+        let c = parse(r#"public_url = "HTTPS://Broker.Example.ORG:443/""#).expect("parse");
+        c.validate().expect("valid");
+        assert_eq!(c.public_url(), "https://broker.example.org");
+        let c = parse(r#"public_url = "https://user@broker.example.org""#).expect("parse");
+        let e = c.validate().expect_err("credentials in the URL");
+        assert!(e.to_string().contains("public_url"), "{e}");
     }
 
     #[test]

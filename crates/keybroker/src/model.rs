@@ -1,7 +1,7 @@
 //! What the broker stores: groups with versioned keys and grants, and audit events.
 
 use ipnet::IpNet;
-use layercrypt_group::payload::GroupName;
+use layercrypt_proto::payload::GroupName;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 

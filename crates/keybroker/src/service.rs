@@ -8,7 +8,8 @@ use std::sync::Arc;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use ipnet::IpNet;
-use layercrypt_group::payload::{GroupName, GroupPayload};
+use layercrypt_proto::payload::{GroupName, GroupPayload};
+use layercrypt_proto::url::{normalize_broker_url, same_broker};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -44,7 +45,8 @@ pub type CertVerifyFn = dyn Fn(&[Vec<u8>]) -> Result<Identity, AuthError> + Send
 
 /// Settings of the core.
 pub struct BrokerSettings {
-    /// This broker's public URL: the `broker` field of payloads it accepts.
+    /// This broker's public URL: the `broker` field of payloads it accepts (compared in the
+    /// normal form of `layercrypt_proto::url`).
     pub public_url: String,
     /// Callers whose entitlements contain this value are admins.
     pub admin_entitlement: Option<String>,
@@ -141,10 +143,6 @@ fn digest(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
 
-fn normalize_url(u: &str) -> &str {
-    u.trim_end_matches('/')
-}
-
 impl Broker {
     /// A broker over `store`, verifying tokens with `tokens` and certificate chains with
     /// `certs` (None: certificates are not accepted).
@@ -152,8 +150,14 @@ impl Broker {
         store: Arc<dyn KeyStore>,
         tokens: Arc<dyn TokenVerifier>,
         certs: Option<Arc<CertVerifyFn>>,
-        settings: BrokerSettings,
+        mut settings: BrokerSettings,
     ) -> Broker {
+        // The one normal form (`layercrypt_proto::url`), which the CLI also writes into
+        // payloads: a `public_url` of `HTTPS://Broker.Example.org:443/` is the same broker as
+        // `https://broker.example.org`.
+        if let Ok(url) = normalize_broker_url(&settings.public_url) {
+            settings.public_url = url;
+        }
         let admin_token_digest = settings
             .admin_token
             .as_ref()
@@ -349,7 +353,7 @@ impl Broker {
         };
         event.group = Some(payload.group.to_string());
         event.key_version = Some(payload.version);
-        if normalize_url(&payload.broker) != normalize_url(&self.settings.public_url) {
+        if !same_broker(&payload.broker, &self.settings.public_url) {
             let reason = format!(
                 "payload names broker {}, this broker is {}",
                 payload.broker, self.settings.public_url

@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use layercrypt_group::payload::GroupName;
+use layercrypt_proto::payload::GroupName;
 
 use super::{ApiError, AppState};
 use crate::service::Recipient;

@@ -14,7 +14,7 @@ use axum::Router;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http_body_util::BodyExt as _;
-use layercrypt_group::payload::{GroupName, GroupPayload};
+use layercrypt_proto::payload::{GroupName, GroupPayload};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 use tower::ServiceExt as _;
@@ -225,6 +225,11 @@ struct Harness {
 }
 
 fn harness_with(options: ApiOptions) -> Harness {
+    harness_at(BROKER, options)
+}
+
+/// A harness whose broker's `public_url` is `public_url` (as configured, not normalised).
+fn harness_at(public_url: &str, options: ApiOptions) -> Harness {
     let store = Arc::new(MemStore::default());
     let tokens = TableVerifier(HashMap::from([
         ("member", token_identity("member@egi.eu", &[MEMBER_ENT])),
@@ -242,7 +247,7 @@ fn harness_with(options: ApiOptions) -> Harness {
         Arc::new(tokens),
         None,
         BrokerSettings {
-            public_url: BROKER.into(),
+            public_url: public_url.into(),
             admin_entitlement: Some(ADMIN_ENT.into()),
             admin_token: Some(Token::new(BOOTSTRAP)),
         },
@@ -599,6 +604,35 @@ async fn payload_for_another_broker_is_403() {
             .status,
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn broker_urls_are_compared_in_their_normal_form() {
+    // The CLI writes the normal form (lower-case host, no default port, no trailing slash);
+    // a broker configured with another spelling of its own URL must still accept it.
+    let h = harness_at("HTTPS://Broker.TEST:443/", ApiOptions::default());
+    let recipient = h.setup_group().await;
+    for spelling in [
+        "https://broker.test",
+        "https://BROKER.test:443",
+        "https://broker.test./",
+    ] {
+        let p = payload(spelling, "vo.example.org", 1, &recipient, OPTS);
+        let r = h.post("/v1/unwrap", Some("member"), unwrap_body(&p)).await;
+        assert_eq!(r.status, StatusCode::OK, "{spelling}: {:?}", r.json());
+    }
+    for other in [
+        "https://broker.test:8443",
+        "http://broker.test",
+        "https://broker.test.evil",
+    ] {
+        let p = payload(other, "vo.example.org", 1, &recipient, OPTS);
+        let r = h.post("/v1/unwrap", Some("member"), unwrap_body(&p)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{other}");
+    }
+    // The recipient route tells clients the normal form.
+    let r = h.get("/v1/groups/vo.example.org/recipient", None).await;
+    assert_eq!(r.json()["broker"], "https://broker.test");
 }
 
 #[tokio::test]

@@ -31,7 +31,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use layercrypt_group::payload::GroupName;
+use layercrypt_proto::payload::GroupName;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;

@@ -11,7 +11,7 @@ pub mod embedded;
 pub mod vault;
 
 use async_trait::async_trait;
-use layercrypt_group::payload::GroupName;
+use layercrypt_proto::payload::GroupName;
 use zeroize::Zeroizing;
 
 use crate::model::{AuditEvent, AuditQuery, Grant, Group};

@@ -25,7 +25,7 @@ use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use layercrypt_group::payload::GroupName;
+use layercrypt_proto::payload::GroupName;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;

@@ -1,9 +1,9 @@
 //! The behaviour every `KeyStore` backend must show, run against each of them.
 
 use futures_util::future::join_all;
-use layercrypt_group::payload::GroupName;
 use layercrypt_keybroker::model::{AuditEvent, AuditQuery, Decision, Grant, Principal};
 use layercrypt_keybroker::store::{KeyStore, NewKey, StoreError};
+use layercrypt_proto::payload::GroupName;
 use rand::Rng as _;
 use time::macros::datetime;
 use time::OffsetDateTime;
