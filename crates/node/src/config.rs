@@ -30,6 +30,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use layercrypt_proto::url::{BrokerUrl, UrlError};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -314,28 +315,17 @@ impl NodeConfig {
 
 /// `https://host[:port][/path]`; plain `http://` only for loopback hosts (tests, a local
 /// broker behind a TLS-terminating proxy on the same node). No user info, query or fragment.
+/// The same check and normal form as the CLI and the broker (`layercrypt_proto::url`).
 fn check_base_url(url: &str) -> std::result::Result<(), String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or("not a URL (expected https://host[:port][/path])")?;
-    let host_port = rest.split('/').next().unwrap_or_default();
-    if host_port.is_empty() {
-        return Err("no host".into());
+    let parsed = BrokerUrl::parse(url).map_err(|e| match e {
+        UrlError::Shape { what, .. } => what.to_owned(),
+        UrlError::Scheme { .. } => "use https:// (http:// only on this machine)".to_owned(),
+        other => other.to_string(),
+    })?;
+    if parsed.is_cleartext_off_loopback() {
+        return Err("plain http is allowed only for localhost/127.0.0.1/[::1]".into());
     }
-    if rest.contains(['?', '#', '@', ' ']) {
-        return Err("no user info, query, fragment or spaces allowed".into());
-    }
-    let host = host_port
-        .rsplit_once(':')
-        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(host_port, |(h, _)| h);
-    let loopback = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
-    match scheme {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        "http" => Err("plain http is allowed only for localhost/127.0.0.1/[::1]".into()),
-        _ => Err(format!("unsupported scheme {scheme:?}")),
-    }
+    Ok(())
 }
 
 #[cfg(test)]
