@@ -122,6 +122,22 @@ impl Env {
         for_node: bool,
         tamper: bool,
     ) -> (String, Vec<String>, Vec<String>) {
+        self.image_with(name, layers, encrypt_layers, for_node, |enc| {
+            if tamper {
+                image::tamper_hmac(enc, 0);
+            }
+        })
+    }
+
+    /// As [`Env::image`], with `edit` applied to the encrypted layout before the push.
+    fn image_with(
+        &self,
+        name: &str,
+        layers: Vec<Layer>,
+        encrypt_layers: Vec<i64>,
+        for_node: bool,
+        edit: impl FnOnce(&Path),
+    ) -> (String, Vec<String>, Vec<String>) {
         let base = self.tmp.path().join("images").join(name);
         let plain = base.join("plain");
         let enc = base.join("enc");
@@ -136,9 +152,7 @@ impl Env {
             &self.other_key
         };
         image::encrypt(&plain, &enc, ec, encrypt_layers);
-        if tamper {
-            image::tamper_hmac(&enc, 0);
-        }
+        edit(&enc);
         let reference = format!("{}/test/{name}:latest", self.registry.host());
         image::push(&enc, &reference);
         let encrypted = image::layers(&enc)
@@ -228,6 +242,77 @@ fn containerd_1_7_pulls_and_unpacks_encrypted_images() {
         "expected containerd 1.7: {version}"
     );
     pulls_and_unpacks(Some(bins));
+}
+
+/// What containerd itself does when a stream processor hands it forged data and exits 0 (a
+/// decoder that did not verify, or a compromised one): the layer's diff_id, from the image
+/// config, is the last defence. A stand-in decoder that outputs another tar and exits 0 must
+/// make the pull fail with containerd's diff_id error, and leave no snapshot (issue 8.15).
+#[test]
+fn containerd_refuses_forged_data_from_a_decoder_that_exits_0() {
+    assert!(
+        is_root(),
+        "this test needs root (containerd, overlayfs mounts)"
+    );
+    let tmp = tempfile::Builder::new()
+        .prefix("lc-e2e-forge")
+        .tempdir()
+        .unwrap();
+    let forged_tar = tmp.path().join("forged.tar");
+    std::fs::write(
+        &forged_tar,
+        image::tar_of(&Layer::file("etc/forged.txt", b"forged\n", Comp::Tar)),
+    )
+    .unwrap();
+    let liar = tmp.path().join("lying-decoder");
+    std::fs::write(
+        &liar,
+        format!(
+            "#!/bin/sh\n# Reads the layer, ignores it, outputs another tar, exits 0.\ncat >/dev/null\nexec cat '{}'\n",
+            forged_tar.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&liar, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let keys = tmp.path().join("node-keys");
+    let node_key = keypair(&keys, "node");
+    let other_key = keypair(&tmp.path().join("elsewhere"), "other");
+    let registry = Registry::start(tmp.path());
+    let containerd = Containerd::start(tmp.path(), &liar, &keys, &registry.host());
+    let mut cri = Cri::connect(&containerd.socket);
+    harness::wait_for("the CRI plugin", Duration::from_secs(30), || {
+        cri.status("127.0.0.1/none:x").is_ok()
+    });
+    let mut env = Env {
+        tmp,
+        registry,
+        containerd,
+        cri,
+        node_key,
+        other_key,
+    };
+    let (r, ids, _) = env.image(
+        "liar",
+        vec![secret_layer("liar", Comp::Tar, false)],
+        vec![],
+        true,
+        false,
+    );
+    let err = env.assert_pull_fails("liar", &r);
+    assert!(
+        err.contains("wrong diff id"),
+        "containerd's diff_id check: {err}"
+    );
+    let snaps = env
+        .containerd
+        .ctr(&["snapshots", "--snapshotter", "overlayfs", "ls"]);
+    let snaps = String::from_utf8_lossy(&snaps.stdout);
+    assert!(!snaps.contains(&chain_id(&ids)), "{snaps}");
+    let forged_chain = chain_id(&[image::sha256(
+        &std::fs::read(env.tmp.path().join("forged.tar")).unwrap(),
+    )]);
+    assert!(!snaps.contains(&forged_chain), "{snaps}");
 }
 
 /// Every case of the end-to-end test, against the system's containerd or the one in `bins`.
@@ -350,7 +435,42 @@ fn pulls_and_unpacks(bins: Option<&Path>) {
         "a tampered layer must not become a committed snapshot"
     );
 
-    // 7. Run the decrypted image (runc): prints the secret.
+    // 7. Known-plaintext forgery (issue 8.15): the blob is cut so that the decoder releases a
+    // complete forged tar before its HMAC check fails at EOF, and the config's diff_id is
+    // rewritten to the forged tar's, so containerd's diff_id check passes. What must stop it
+    // is the decoder's exit status: the pull fails and no snapshot holds the forged file.
+    let layer = secret_layer("forged", Comp::Tar, false);
+    let plain_tar = image::tar_of(&layer);
+    let forged_tar = image::tar_of(&Layer::file(
+        "etc/forged.txt",
+        b"written by whoever serves the image\n",
+        Comp::Tar,
+    ));
+    let mut forged_ids = Vec::new();
+    let (r, _, enc) = env.image_with("forged", vec![layer], vec![], true, |dir| {
+        forged_ids = image::forge_known_plaintext(dir, 0, &plain_tar, &forged_tar, true);
+    });
+    assert_eq!(forged_ids, vec![image::sha256(&forged_tar)]);
+    let err = env.assert_pull_fails("forged", &r);
+    assert!(
+        err.contains(&format!(
+            "layercrypt-decoder: layer {}: tampered layer",
+            enc[0]
+        )) || err.contains("unexpected EOF"),
+        "{err}"
+    );
+    let snaps = env
+        .containerd
+        .ctr(&["snapshots", "--snapshotter", "overlayfs", "ls"]);
+    assert!(
+        !String::from_utf8_lossy(&snaps.stdout).contains(&chain_id(&forged_ids)),
+        "a forged layer must not become a committed snapshot"
+    );
+    // The forged bytes may still sit in the failed extraction's directory under the
+    // snapshotter's root until containerd's garbage collection removes it; that directory is
+    // no snapshot (nothing can mount it), which the check above is about.
+
+    // 8. Run the decrypted image (runc): prints the secret.
     run_container(&env, &gz_ref);
 
     env.cri.remove(&gz_ref).unwrap();
@@ -467,6 +587,43 @@ fn decoder_and_keyprovider_binaries() {
         "{err}"
     );
     assert!(out.stdout.len() <= plain.len() - 64 * 1024);
+    // Known-plaintext forgery cut to the forged tar plus the 64 KiB hold-back (issue 8.15):
+    // AES-CTR is malleable and the HMAC can only be checked at EOF, so the decoder hands out
+    // the complete forged tar, unverified, and only then fails. The hold-back does not stop
+    // this; what does is the exit status (containerd discards the unpack, see the end-to-end
+    // case "forged") and, unless the attacker also rewrote the config, the diff_id check.
+    let forged_tar = image::tar_of(&Layer::file("etc/forged.txt", b"forged\n", Comp::Tar));
+    let mut forged: Vec<u8> = ct
+        .iter()
+        .zip(&plain)
+        .zip(&forged_tar)
+        .map(|((c, p), f)| c ^ p ^ f)
+        .collect();
+    forged.extend_from_slice(&ct[forged_tar.len()..forged_tar.len() + 64 * 1024]);
+    std::fs::write(tmp.path().join("ct"), &forged).unwrap();
+    let json = serde_json::json!({
+        "DecryptConfig": {"Parameters": null},
+        "Descriptor": {"mediaType": "application/vnd.oci.image.layer.v1.tar+encrypted",
+                       "digest": image::sha256(&forged), "size": forged.len(), "annotations": ann},
+    });
+    let out = run(Some(&encode_any(
+        PAYLOAD_TYPE_URL,
+        json.to_string().as_bytes(),
+    )));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("tampered layer"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout == forged_tar,
+        "released {} bytes; the forged tar is {}",
+        out.stdout.len(),
+        forged_tar.len()
+    );
+    std::fs::write(tmp.path().join("ct"), &ct).unwrap();
+
     // No fd 3.
     let out = run(None);
     let err = String::from_utf8_lossy(&out.stderr);

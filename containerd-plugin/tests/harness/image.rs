@@ -66,7 +66,8 @@ fn read_blob(dir: &Path, digest: &str) -> Vec<u8> {
     std::fs::read(dir.join("blobs/sha256").join(&digest[7..])).unwrap()
 }
 
-fn tar_of(layer: &Layer) -> Vec<u8> {
+/// The tar of `layer`, uncompressed.
+pub fn tar_of(layer: &Layer) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let mut dirs: Vec<String> = Vec::new();
     let all_paths = layer
@@ -235,6 +236,62 @@ pub fn tamper_hmac(dir: &Path, index: usize) {
     m["layers"][index]["annotations"][ANNOTATION_PUBOPTS] =
         Value::String(PublicOptions::new([0x42; 32]).to_annotation());
     write_index(dir, &serde_json::to_vec(&m).unwrap());
+}
+
+/// The known-plaintext forgery (issue 8.15). AES-CTR is malleable: whoever knows the start of
+/// a layer's plaintext (a public base layer, a file they put into the image) can turn that part
+/// of the ciphertext into any other plaintext of the same length, without the key. The blob is
+/// then cut to the forged tar plus the decryptor's 64 KiB hold-back, so a decoder releases
+/// exactly the forged tar (a complete archive, end blocks and all) before the HMAC fails at
+/// EOF. With `rewrite_diff_id`, the config's diff_id becomes the forged tar's (a registry that
+/// serves the manifest and the config can do that too), so that containerd's diff_id check
+/// passes and only the decoder's exit status stands between the forgery and a snapshot.
+/// Returns the image's diff_ids afterwards.
+pub fn forge_known_plaintext(
+    dir: &Path,
+    index: usize,
+    plain_tar: &[u8],
+    forged_tar: &[u8],
+    rewrite_diff_id: bool,
+) -> Vec<String> {
+    const HOLD_BACK: usize = 64 * 1024;
+    let mut m = manifest(dir);
+    let digest = m["layers"][index]["digest"].as_str().unwrap().to_owned();
+    let ct = read_blob(dir, &digest);
+    assert_eq!(
+        ct.len(),
+        plain_tar.len(),
+        "CTR: ciphertext as long as the plaintext"
+    );
+    assert!(
+        forged_tar.len() + HOLD_BACK <= ct.len(),
+        "layer too small to forge in"
+    );
+    let mut forged: Vec<u8> = ct[..forged_tar.len()]
+        .iter()
+        .zip(plain_tar)
+        .zip(forged_tar)
+        .map(|((c, p), f)| c ^ p ^ f)
+        .collect();
+    forged.extend_from_slice(&ct[forged_tar.len()..forged_tar.len() + HOLD_BACK]);
+    let d = write_blob(dir, &forged);
+    m["layers"][index]["digest"] = Value::String(d);
+    m["layers"][index]["size"] = json!(forged.len());
+    let config_digest = m["config"]["digest"].as_str().unwrap().to_owned();
+    let mut config: Value = serde_json::from_slice(&read_blob(dir, &config_digest)).unwrap();
+    if rewrite_diff_id {
+        config["rootfs"]["diff_ids"][index] = Value::String(sha256(forged_tar));
+        let bytes = serde_json::to_vec(&config).unwrap();
+        m["config"]["digest"] = Value::String(write_blob(dir, &bytes));
+        m["config"]["size"] = json!(bytes.len());
+    }
+    write_index(dir, &serde_json::to_vec(&m).unwrap());
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
 }
 
 struct PassThrough;
