@@ -8,9 +8,13 @@
 //! [`Encryptor`] wraps a `Write` and needs an explicit [`Encryptor::finish`].
 //! [`Decryptor`] wraps a `Read` and **holds back the last [`HOLD_BACK`] bytes of plaintext
 //! until the HMAC has been verified**: a layer of up to that size releases nothing unverified,
-//! and a consumer of a larger one sees an error before the stream ends, so it never sees a
-//! complete stream that was not verified. Output is still unauthenticated until the final
-//! read returns `Ok(0)`: write it to a temporary place and keep it only then.
+//! and the last `HOLD_BACK` bytes of a larger one never come out unverified. That does **not**
+//! stop someone who knows part of a layer's plaintext: AES-CTR is malleable, so they can turn
+//! that part into any other bytes and cut the blob `HOLD_BACK` bytes later; the reader then
+//! hands out their complete forgery (a whole tar archive, say) before the HMAC fails at EOF.
+//! Output is unauthenticated until the final read returns `Ok(0)`: write it to a temporary
+//! place and keep it only then (as the CLI does), or rely on a consumer that discards what it
+//! read when the stream fails (containerd, on the decoder's exit status).
 
 use std::io::{self, Read, Write};
 
