@@ -112,6 +112,31 @@ struct Env {
 }
 
 impl Env {
+    /// A registry and containerd (from `bins`, else the system's) with `decoder` as the stream
+    /// processor, in `tmp`; node keys in `tmp/node-keys` (plus a junk file, skipped as by
+    /// ctd-decoder), another key elsewhere.
+    fn start(tmp: tempfile::TempDir, bins: Option<&Path>, decoder: &Path) -> Env {
+        let keys = tmp.path().join("node-keys");
+        let node_key = keypair(&keys, "node");
+        let other_key = keypair(&tmp.path().join("elsewhere"), "other");
+        std::fs::write(keys.join("README"), "not a key").unwrap();
+        let registry = Registry::start(tmp.path());
+        let containerd =
+            Containerd::start_from(bins, tmp.path(), decoder, &keys, &registry.host(), None);
+        let mut cri = Cri::connect(&containerd.socket);
+        harness::wait_for("the CRI plugin", Duration::from_secs(30), || {
+            cri.status("127.0.0.1/none:x").is_ok()
+        });
+        Env {
+            tmp,
+            registry,
+            containerd,
+            cri,
+            node_key,
+            other_key,
+        }
+    }
+
     /// Builds the plain image, encrypts `encrypt_layers` (all if empty) for `ec`, optionally
     /// tampers, pushes; returns (reference, diff_ids, encrypted layer digests).
     fn image(
@@ -275,23 +300,7 @@ fn containerd_refuses_forged_data_from_a_decoder_that_exits_0() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&liar, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let keys = tmp.path().join("node-keys");
-    let node_key = keypair(&keys, "node");
-    let other_key = keypair(&tmp.path().join("elsewhere"), "other");
-    let registry = Registry::start(tmp.path());
-    let containerd = Containerd::start(tmp.path(), &liar, &keys, &registry.host());
-    let mut cri = Cri::connect(&containerd.socket);
-    harness::wait_for("the CRI plugin", Duration::from_secs(30), || {
-        cri.status("127.0.0.1/none:x").is_ok()
-    });
-    let mut env = Env {
-        tmp,
-        registry,
-        containerd,
-        cri,
-        node_key,
-        other_key,
-    };
+    let mut env = Env::start(tmp, None, &liar);
     let (r, ids, _) = env.image(
         "liar",
         vec![secret_layer("liar", Comp::Tar, false)],
@@ -324,34 +333,8 @@ fn pulls_and_unpacks(bins: Option<&Path>) {
     );
     harness::require_program("busybox", "busybox-static");
     let tmp = tempfile::Builder::new().prefix("lc-e2e").tempdir().unwrap();
-    let keys = tmp.path().join("node-keys");
-    let node_key = keypair(&keys, "node");
-    let other_key = keypair(&tmp.path().join("elsewhere"), "other");
-    // Junk in the key dir is skipped, as by ctd-decoder.
-    std::fs::write(keys.join("README"), "not a key").unwrap();
-
-    let registry = Registry::start(tmp.path());
-    let containerd = Containerd::start_from(
-        bins,
-        tmp.path(),
-        Path::new(DECODER),
-        &keys,
-        &registry.host(),
-        None,
-    );
-    let mut cri = Cri::connect(&containerd.socket);
-    harness::wait_for("the CRI plugin", Duration::from_secs(30), || {
-        cri.status("127.0.0.1/none:x").is_ok()
-    });
+    let mut env = Env::start(tmp, bins, Path::new(DECODER));
     eprintln!("containerd + registry up after {:?}", started.elapsed());
-    let mut env = Env {
-        tmp,
-        registry,
-        containerd,
-        cri,
-        node_key,
-        other_key,
-    };
 
     // 1. tar+gzip+encrypted, with busybox (run below).
     let (gz_ref, ids, _) = env.image(
