@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use layercrypt_client::Error as ClientError;
-use layercrypt_group::error::{ADVICE_ASK_ADMIN, ADVICE_CERTIFICATE, ADVICE_LOGIN};
 use layercrypt_group::Error as GroupError;
 use layercrypt_image::Error as ImageError;
 use layercrypt_ocicrypt::Error as FormatError;
@@ -35,10 +34,56 @@ fn classify_image(e: &ImageError) -> Option<Kind> {
     }
 }
 
-fn classify(err: &anyhow::Error) -> Kind {
+/// Calls `f` on every error in `err`: the chain, the typed causes inside ocicrypt's
+/// `UnwrapFailed`, and typed errors carried inside `io::Error`s (a blob that does not match its
+/// descriptor surfaces from a reader). Errors are classified by type, never by their text.
+fn visit(err: &anyhow::Error, f: &mut dyn FnMut(&(dyn std::error::Error + 'static))) {
+    fn one(
+        e: &(dyn std::error::Error + 'static),
+        f: &mut dyn FnMut(&(dyn std::error::Error + 'static)),
+    ) {
+        f(e);
+        let format = match e.downcast_ref::<ClientError>() {
+            Some(ClientError::Ocicrypt(fe)) => Some(fe),
+            _ => e.downcast_ref::<FormatError>(),
+        };
+        if let Some(FormatError::UnwrapFailed { causes, .. }) = format {
+            for c in causes {
+                c.visit(&mut |inner| one_leaf(inner, f));
+            }
+        }
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            one(inner, f);
+        }
+    }
+    fn one_leaf(
+        e: &(dyn std::error::Error + 'static),
+        f: &mut dyn FnMut(&(dyn std::error::Error + 'static)),
+    ) {
+        f(e);
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            one(inner, f);
+        }
+    }
     for cause in err.chain() {
+        one(cause, f);
+    }
+}
+
+fn classify(err: &anyhow::Error) -> Kind {
+    let mut kind = None;
+    visit(err, &mut |cause| {
+        if kind.is_some() {
+            return;
+        }
         // `#[error(transparent)]` wrappers do not appear as their own link: look inside.
-        let kind = if let Some(e) = cause.downcast_ref::<ClientError>() {
+        kind = if let Some(e) = cause.downcast_ref::<ClientError>() {
             match e {
                 ClientError::Ocicrypt(e) => classify_format(e),
                 ClientError::Image(e) => classify_image(e),
@@ -53,18 +98,11 @@ fn classify(err: &anyhow::Error) -> Kind {
             }
         } else if let Some(e) = cause.downcast_ref::<ImageError>() {
             classify_image(e)
-        } else if let Some(e) = cause.downcast_ref::<std::io::Error>() {
-            (e.kind() == std::io::ErrorKind::InvalidData
-                && e.to_string().contains("does not match its descriptor"))
-            .then_some(Kind::Integrity)
         } else {
             None
         };
-        if let Some(k) = kind {
-            return k;
-        }
-    }
-    Kind::Other
+    });
+    kind.unwrap_or(Kind::Other)
 }
 
 fn advice(kind: Kind) -> Option<&'static str> {
@@ -83,8 +121,8 @@ fn advice(kind: Kind) -> Option<&'static str> {
     }
 }
 
-/// Advice for a broker refusal (401/403), found as a typed error or, inside ocicrypt's unwrap
-/// error (which keeps its causes as text), by the advice text the group crate writes.
+/// Advice for a broker refusal (401/403), found as a typed error anywhere in the chain
+/// (also inside ocicrypt's unwrap error, whose causes stay typed).
 fn broker_advice(err: &anyhow::Error) -> Option<&'static str> {
     const LOGIN: &str = "run `layercrypt login` (or give a fresh token with --token-file, \
          OIDC_ACCESS_TOKEN or --oidc-agent-account) and try again";
@@ -94,36 +132,19 @@ fn broker_advice(err: &anyhow::Error) -> Option<&'static str> {
          with --admin-token-file";
     const CERTIFICATE: &str = "check the --broker-cert certificate (validity, CA, a grant for \
          its subject DN: `layercrypt group show`), or use a token instead";
-    let from_text = |causes: &[String]| {
-        if causes.iter().any(|c| c.contains(ADVICE_CERTIFICATE)) {
-            Some(CERTIFICATE)
-        } else if causes.iter().any(|c| c.contains(ADVICE_LOGIN)) {
-            Some(LOGIN)
-        } else if causes.iter().any(|c| c.contains(ADVICE_ASK_ADMIN)) {
-            Some(MEMBER)
-        } else {
-            None
+    let mut advice = None;
+    visit(err, &mut |cause| {
+        if advice.is_none() {
+            advice = match cause.downcast_ref::<GroupError>() {
+                Some(GroupError::Unauthenticated { .. }) => Some(LOGIN),
+                Some(GroupError::CertificateRefused { .. }) => Some(CERTIFICATE),
+                Some(GroupError::NotMember { .. }) => Some(MEMBER),
+                Some(GroupError::NotAdmin { .. }) => Some(ADMIN),
+                _ => None,
+            };
         }
-    };
-    for cause in err.chain() {
-        let format = match cause.downcast_ref::<ClientError>() {
-            Some(ClientError::Ocicrypt(e)) => Some(e),
-            _ => cause.downcast_ref::<FormatError>(),
-        };
-        if let Some(FormatError::UnwrapFailed { causes, .. }) = format {
-            if let Some(a) = from_text(causes) {
-                return Some(a);
-            }
-        }
-        match cause.downcast_ref::<GroupError>() {
-            Some(GroupError::Unauthenticated { .. }) => return Some(LOGIN),
-            Some(GroupError::CertificateRefused { .. }) => return Some(CERTIFICATE),
-            Some(GroupError::NotMember { .. }) => return Some(MEMBER),
-            Some(GroupError::NotAdmin { .. }) => return Some(ADMIN),
-            _ => {}
-        }
-    }
-    None
+    });
+    advice
 }
 
 /// Prints the error chain and advice to stderr; returns the exit code.
@@ -158,14 +179,17 @@ mod tests {
             broker: "https://b".into(),
         });
         assert_eq!(classify(&e), Kind::NoKey);
-        // Inside ocicrypt's unwrap error the causes are text.
+        // Inside ocicrypt's unwrap error the causes stay typed.
         let member = GroupError::NotMember {
             broker: "https://b".into(),
             group: "vo.example.org".into(),
         };
         let e = anyhow::Error::from(ClientError::Ocicrypt(FormatError::UnwrapFailed {
             wrapped_for: "key provider layercrypt".into(),
-            causes: vec![format!("key provider layercrypt: {member}")],
+            causes: vec![FormatError::Wrapper {
+                name: "layercrypt".into(),
+                source: Box::new(member),
+            }],
         }))
         .context("decrypting");
         assert_eq!(classify(&e), Kind::NoKey);
@@ -175,5 +199,24 @@ mod tests {
             reason: "503".into(),
         });
         assert_eq!(classify(&e), Kind::Other);
+    }
+
+    #[test]
+    fn a_blob_mismatch_inside_an_io_error_is_an_integrity_failure() {
+        // Readers can only return io::Error; the kind travels inside it, typed.
+        let io = layercrypt_image::digest::blob_mismatch("sha256:ab", "truncated".into());
+        let e = anyhow::Error::from(io).context("copying layer 1");
+        assert_eq!(classify(&e), Kind::Integrity);
+        // The same words in an untyped error are just words.
+        let e = anyhow::anyhow!("blob sha256:ab does not match its descriptor: truncated");
+        assert_eq!(classify(&e), Kind::Other);
+    }
+
+    #[test]
+    fn cleartext_broker_is_a_usage_error() {
+        let e = anyhow::Error::from(GroupError::CleartextBroker {
+            broker: "http://b.example.org".into(),
+        });
+        assert_eq!(classify(&e), Kind::Usage);
     }
 }

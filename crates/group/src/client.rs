@@ -1049,7 +1049,7 @@ mod tests {
             .unwrap(&dc, &denied)
             .expect("mine")
             .expect_err("403")
-            .to_string();
+            .chain_text();
         assert!(
             err.contains("not a member of group denied.org") && err.contains("ask the group admin"),
             "{err}"
@@ -1059,7 +1059,10 @@ mod tests {
             1,
             "the token is read once"
         );
-        let err = w.wrap(&ec("down.org"), &opts).expect_err("503").to_string();
+        let err = w
+            .wrap(&ec("down.org"), &opts)
+            .expect_err("503")
+            .chain_text();
         assert!(
             err.contains("unavailable, try again") && err.contains(&url),
             "{err}"
@@ -1153,7 +1156,7 @@ mod tests {
             .unwrap(&layercrypt_ocicrypt::DecryptConfig::default(), &item)
             .expect("mine")
             .expect_err("401")
-            .to_string();
+            .chain_text();
         // A certificate-only caller is told about its certificate, not asked to log in.
         assert!(
             err.contains("client certificate was not accepted") && !err.contains("login"),

@@ -8,8 +8,7 @@ use std::path::PathBuf;
 
 use crate::payload::PayloadError;
 
-/// What to do when the broker refused the token (401). Also used by the CLI to recognise the
-/// case inside ocicrypt's unwrap error, which carries causes as text.
+/// What to do when the broker refused the token (401).
 pub const ADVICE_LOGIN: &str = "your token was refused: run `layercrypt login`";
 /// Advice when the broker refused a client certificate (401 without a token).
 pub const ADVICE_CERTIFICATE: &str = "your client certificate was not accepted";

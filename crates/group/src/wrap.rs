@@ -48,10 +48,11 @@ impl std::fmt::Debug for GroupKeyWrapper {
     }
 }
 
+/// The group error inside ocicrypt's error, typed: the CLI and the node classify it by kind.
 fn to_format_error(e: Error) -> layercrypt_ocicrypt::Error {
-    layercrypt_ocicrypt::Error::KeyProvider {
+    layercrypt_ocicrypt::Error::Wrapper {
         name: PROVIDER_LAYERCRYPT.into(),
-        reason: e.to_string(),
+        source: Box::new(e),
     }
 }
 
@@ -492,7 +493,7 @@ mod tests {
         let err = w
             .wrap(&ec(&["a.org", "b.org"]), &opts)
             .expect_err("two groups")
-            .to_string();
+            .chain_text();
         assert!(
             err.contains("one group per encryption")
                 && err.contains("rewrap --add-recipient group:b.org"),
@@ -519,7 +520,7 @@ mod tests {
         let err = w
             .wrap(&ec(&["a.org"]), &SecretBytes::from_slice(OPTS))
             .expect_err("no broker")
-            .to_string();
+            .chain_text();
         assert!(err.contains("no key broker is configured"), "{err}");
     }
 
@@ -539,7 +540,7 @@ mod tests {
             .unwrap(&dc, &item)
             .expect("mine")
             .expect_err("refused")
-            .to_string();
+            .chain_text();
         assert!(
             err.contains("https://broker.example.org, which is not a broker you chose (yours: none configured)"),
             "{err}"
@@ -554,7 +555,7 @@ mod tests {
             .unwrap(&dc, &item)
             .expect("mine")
             .expect_err("refused")
-            .to_string();
+            .chain_text();
         assert!(err.contains("(yours: https://evil.example.org)"), "{err}");
         assert!(
             broker.calls.lock().expect("lock").is_empty(),
@@ -589,7 +590,7 @@ mod tests {
             .unwrap(&DecryptConfig::default(), &item)
             .expect("mine")
             .expect_err("401")
-            .to_string();
+            .chain_text();
         assert!(err.contains(crate::error::ADVICE_LOGIN), "{err}");
     }
 }

@@ -2,6 +2,7 @@
 
 use std::io::{self, Read, Write};
 
+use crate::error::Error;
 use sha2::{Digest as _, Sha256};
 
 /// The only digest algorithm layercrypt writes; reading others is refused.
@@ -42,6 +43,18 @@ pub struct VerifyingReader<R> {
     verified: bool,
 }
 
+/// An `InvalidData` I/O error that carries [`Error::BlobMismatch`] typed (readers can only
+/// return `io::Error`; callers find the kind with `get_ref().downcast_ref::<Error>()`).
+pub fn blob_mismatch(digest: &str, reason: String) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        Error::BlobMismatch {
+            digest: digest.to_owned(),
+            reason,
+        },
+    )
+}
+
 impl<R: Read> VerifyingReader<R> {
     /// Wraps `inner`, which must yield exactly `expected_size` bytes hashing to
     /// `expected_digest`.
@@ -57,13 +70,7 @@ impl<R: Read> VerifyingReader<R> {
     }
 
     fn mismatch(&self, reason: String) -> io::Error {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "blob {} does not match its descriptor: {reason}",
-                self.expected_digest
-            ),
-        )
+        blob_mismatch(&self.expected_digest, reason)
     }
 }
 

@@ -544,10 +544,7 @@ impl ImageSource for RegistrySource {
                 .get_ref()
                 .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>());
             if mismatch {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("blob {expected} does not match its descriptor: {e}"),
-                )
+                crate::digest::blob_mismatch(&expected, e.to_string())
             } else {
                 e
             }

@@ -366,7 +366,7 @@ pub fn group_failure(
     status: Option<&GroupStatus>,
 ) -> String {
     let g = payload.group.as_str();
-    let b = &payload.broker;
+    let b = layercrypt_proto::text::escape(&payload.broker);
     let file = node_file
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| crate::config::DEFAULT_CONFIG_PATH.to_owned());
@@ -375,7 +375,7 @@ pub fn group_failure(
             "encrypted for layercrypt group {g} at broker {b}, but this node has no broker credential: list the broker under `brokers` and set a [credential] in {file} (docs/worker-node.md §5)"
         );
     }
-    if !node.broker_allowed(b) {
+    if !node.broker_allowed(&payload.broker) {
         return format!(
             "encrypted for layercrypt group {g} at broker {b}, which is not in this node's allowed brokers ({}); add it to `brokers` in {file} only if you trust it",
             node.brokers.join(", ")

@@ -246,7 +246,7 @@ impl GroupBackend for BrokerBackend<'_> {
                 Some(Failure::Unreachable { broker, reason }) => format!(
                     "broker {broker} unreachable ({reason}): check the network and the node config's `brokers`"
                 ),
-                _ => e.to_string(),
+                _ => e.chain_text(),
             })),
         }
     }
@@ -283,7 +283,7 @@ pub fn serve(
                 return Err(bad(format!(
                     "group {} is served by broker {}, which is not in this node's allowed brokers (node config `brokers`); add it only if you trust it",
                     payload.group.as_str(),
-                    payload.broker
+                    layercrypt_proto::text::escape(&payload.broker)
                 )));
             }
             let opts = backend.unwrap(payload, raw)?;

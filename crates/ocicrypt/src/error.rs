@@ -78,12 +78,16 @@ pub enum Error {
     },
 
     /// Keys were tried and failed, or a provider refused.
-    #[error("could not unwrap the layer key (wrapped for: {wrapped_for}): {}", causes.join("; "))]
+    #[error(
+        "could not unwrap the layer key (wrapped for: {wrapped_for}): {}",
+        join_causes(causes)
+    )]
     UnwrapFailed {
         /// Human summary of the recipients the layer is wrapped for.
         wrapped_for: String,
-        /// Why each attempt failed (no key material).
-        causes: Vec<String>,
+        /// Why each attempt failed (no key material), typed: callers classify them by kind
+        /// (e.g. a key broker's refusal) without reading their text.
+        causes: Vec<Error>,
     },
 
     /// A JWE object is malformed or uses an unsupported algorithm.
@@ -121,6 +125,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A key wrapper implemented in this process (a key broker's group wrapper) failed; the
+    /// cause keeps its own type.
+    #[error("key provider {name}")]
+    Wrapper {
+        /// Provider name.
+        name: String,
+        /// What went wrong.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// A media type cannot be encrypted or decrypted.
     #[error("media type {0} cannot be encrypted (only OCI layer types can)")]
     UnsupportedMediaType(String),
@@ -128,6 +143,44 @@ pub enum Error {
     /// The cryptographic library failed.
     #[error("cryptographic library error")]
     Crypto(#[source] openssl::error::ErrorStack),
+}
+
+impl Error {
+    /// The message with its sources, `: `-separated (what `{:#}` shows for an `anyhow` chain).
+    pub fn chain_text(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        text
+    }
+
+    /// This error and every error inside it: its sources, and for
+    /// [`Error::UnwrapFailed`] each cause and theirs, depth first.
+    pub fn visit(&self, f: &mut dyn FnMut(&(dyn std::error::Error + 'static))) {
+        f(self);
+        if let Error::UnwrapFailed { causes, .. } = self {
+            for c in causes {
+                c.visit(f);
+            }
+        }
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            f(s);
+            source = s.source();
+        }
+    }
+}
+
+fn join_causes(causes: &[Error]) -> String {
+    causes
+        .iter()
+        .map(Error::chain_text)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl From<openssl::error::ErrorStack> for Error {

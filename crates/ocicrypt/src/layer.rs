@@ -218,7 +218,7 @@ pub fn unwrap_private_options_for(
                 Some(Ok(json)) => return PrivateOptions::from_json(json.expose_secret(), public),
                 Some(Err(e)) => {
                     tried_any = true;
-                    causes.push(e.to_string());
+                    causes.push(e);
                 }
             }
         }
@@ -228,7 +228,7 @@ pub fn unwrap_private_options_for(
         let _ = tried_any;
         return Err(Error::NoMatchingKey { wrapped_for });
     }
-    causes.dedup();
+    causes.dedup_by(|a, b| a.chain_text() == b.chain_text());
     Err(Error::UnwrapFailed {
         wrapped_for,
         causes,

@@ -120,7 +120,7 @@ fn key_provider() {
             assert!(
                 causes
                     .iter()
-                    .any(|c| c.contains("not a member of group grid-users")),
+                    .any(|c| c.chain_text().contains("not a member of group grid-users")),
                 "{causes:?}"
             )
         }
