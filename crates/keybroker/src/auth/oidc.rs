@@ -40,6 +40,11 @@ use jwt::{JwtHeader, JwtPolicy};
 
 /// An unknown `kid` makes the verifier re-fetch the JWKS at most this often.
 pub const JWKS_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(60);
+/// While the JWKS is missing or stale and the last fetch for it failed (or is under way), a
+/// token does not make the verifier fetch again sooner than this: otherwise every request
+/// bearing any well-formed JWT header, signed or not, would make the broker fetch discovery
+/// and the JWKS from a struggling issuer.
+pub const JWKS_RETRY_MIN_INTERVAL: Duration = Duration::from_secs(10);
 /// A JWKS older than this is re-fetched on next use even if every `kid` is known, so keys
 /// the issuer withdrew stop being accepted.
 const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
@@ -150,6 +155,8 @@ struct JwksState {
     fetched_at: Option<Instant>,
     /// Last re-fetch caused by an unknown `kid` (the rate-limited kind).
     last_unknown_kid_refresh: Option<Instant>,
+    /// Last fetch caused by a missing or stale JWKS (see [`JWKS_RETRY_MIN_INTERVAL`]).
+    last_stale_refresh: Option<Instant>,
 }
 
 /// Outcome of the last readiness probe.
@@ -416,8 +423,24 @@ impl OidcVerifier {
     /// once per [`JWKS_REFRESH_MIN_INTERVAL`]) when the `kid` is unknown.
     async fn key_for(&self, header: &JwtHeader) -> Result<DecodingKey, AuthError> {
         let stale = {
-            let state = lock(&self.jwks);
-            state.fetched_at.is_none_or(|t| t.elapsed() > JWKS_MAX_AGE)
+            let mut state = lock(&self.jwks);
+            let stale = state.fetched_at.is_none_or(|t| t.elapsed() > JWKS_MAX_AGE);
+            if stale {
+                if state
+                    .last_stale_refresh
+                    .is_some_and(|t| t.elapsed() < JWKS_RETRY_MIN_INTERVAL)
+                {
+                    // The last attempt failed (a success would have made the JWKS fresh) or
+                    // is still under way.
+                    return Err(unavailable(format!(
+                        "issuer JWKS unavailable (fetched at most every {}s while failing)",
+                        JWKS_RETRY_MIN_INTERVAL.as_secs()
+                    )));
+                }
+                // Marked before fetching, so concurrent requests do not all fetch.
+                state.last_stale_refresh = Some(Instant::now());
+            }
+            stale
         };
         if stale {
             self.refresh_jwks().await?;
@@ -706,6 +729,41 @@ mod tests {
         let v = OidcVerifier::new(OidcConfig::new("http://127.0.0.1:9/auth/realms/egi"));
         let err = v.verify(&Token::new("abc")).await.expect_err("must fail");
         assert!(matches!(err, AuthError::Invalid(_)), "{err:?}");
+    }
+
+    /// Regression: with the issuer answering errors, every request bearing a well-formed JWT
+    /// header (no valid signature needed) made the broker fetch discovery again.
+    #[tokio::test]
+    async fn failing_issuer_is_asked_at_most_once_per_retry_interval() {
+        use std::io::{Read as _, Write as _};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(
+                    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        let v = OidcVerifier::new(OidcConfig::new(format!(
+            "http://127.0.0.1:{port}/auth/realms/egi"
+        )));
+        let header = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            r#"{"alg":"RS256","kid":"k"}"#,
+        );
+        for i in 0..20 {
+            let token = Token::new(format!("{header}.e30.c2ln{i}"));
+            let err = v.verify(&token).await.expect_err("issuer fails");
+            assert!(matches!(err, AuthError::Unavailable(_)), "{err:?}");
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "one discovery request");
     }
 
     #[tokio::test]
