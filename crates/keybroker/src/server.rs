@@ -525,6 +525,29 @@ mod tests {
         );
     }
 
+    /// The broker names itself in `aud` by its audience or client id, else its public URL;
+    /// `["*"]` admits any client.
+    #[test]
+    fn oidc_config_names_the_broker() {
+        let url = "https://broker.example.org";
+        let mut c = Config::default();
+        let o = oidc_config(&c, url).expect("config");
+        assert_eq!((o.audience, o.audience_names), (None, vec![url.to_owned()]));
+        assert_eq!(o.allowed_clients, ClientPolicy::default());
+        c.oidc.client_id = Some("layercrypt-broker".into());
+        let o = oidc_config(&c, url).expect("config");
+        assert_eq!(o.audience_names, ["layercrypt-broker"]);
+        c.oidc.audience = Some("broker-aud".into());
+        c.oidc.allowed_clients = vec!["*".into()];
+        let o = oidc_config(&c, url).expect("config");
+        assert_eq!(o.audience.as_deref(), Some("broker-aud"));
+        assert_eq!(o.audience_names, ["layercrypt-broker"]);
+        assert_eq!(o.allowed_clients, ClientPolicy::Any);
+        c.oidc.client_id = None;
+        let o = oidc_config(&c, url).expect("config");
+        assert!(o.audience_names.is_empty(), "the audience alone names it");
+    }
+
     /// Regression: `--dev` failed at start-up because its temporary data directory was
     /// created 0o755 and the embedded store refuses that.
     #[tokio::test]
