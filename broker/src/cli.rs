@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use layercrypt_keybroker::config::{Backend, Config, MembershipSource, NamespaceMode};
+use layercrypt_keybroker::config::{
+    Backend, Config, MembershipSource, MetricsExposure, NamespaceMode,
+};
 
 /// The layercrypt key broker.
 #[derive(Debug, Parser)]
@@ -36,6 +38,13 @@ pub enum StoreArg {
 pub enum MembershipArg {
     Userinfo,
     Introspection,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MetricsArg {
+    Loopback,
+    Public,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -91,6 +100,9 @@ pub struct ServeArgs {
     /// Required token audience.
     #[arg(long, env = "LAYERCRYPT_BROKER_AUDIENCE")]
     pub audience: Option<String>,
+    /// Clients (azp/client_id) whose tokens are accepted, comma-separated; `*` for any.
+    #[arg(long, env = "LAYERCRYPT_BROKER_ALLOWED_CLIENTS", value_delimiter = ',')]
+    pub allowed_clients: Option<Vec<String>>,
     /// Where entitlements come from.
     #[arg(long, value_enum, env = "LAYERCRYPT_BROKER_MEMBERSHIP")]
     pub membership: Option<MembershipArg>,
@@ -100,9 +112,12 @@ pub struct ServeArgs {
     /// File holding the introspection client secret.
     #[arg(long, env = "LAYERCRYPT_BROKER_CLIENT_SECRET_FILE")]
     pub client_secret_file: Option<PathBuf>,
-    /// Cache lifetime of JWKS and membership answers, seconds.
+    /// Longest reuse of a verified token's identity and UserInfo/introspection entitlements, seconds.
     #[arg(long, env = "LAYERCRYPT_BROKER_CACHE_TTL")]
     pub cache_ttl: Option<u64>,
+    /// Who may read /metrics.
+    #[arg(long, value_enum, env = "LAYERCRYPT_BROKER_METRICS")]
+    pub metrics: Option<MetricsArg>,
     /// Key store backend.
     #[arg(long, value_enum, env = "LAYERCRYPT_BROKER_STORE")]
     pub store: Option<StoreArg>,
@@ -184,6 +199,15 @@ impl ServeArgs {
         set_some(&mut c.oidc.client_id, self.client_id);
         set_some(&mut c.oidc.client_secret_file, self.client_secret_file);
         set(&mut c.oidc.cache_ttl_secs, self.cache_ttl);
+        set(&mut c.oidc.allowed_clients, self.allowed_clients);
+        set(
+            &mut c.metrics.expose,
+            self.metrics.map(|m| match m {
+                MetricsArg::Loopback => MetricsExposure::Loopback,
+                MetricsArg::Public => MetricsExposure::Public,
+                MetricsArg::Off => MetricsExposure::Off,
+            }),
+        );
         set(
             &mut c.store.backend,
             self.store.map(|s| match s {

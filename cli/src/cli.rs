@@ -209,7 +209,8 @@ pub struct GrantArgs {
     #[arg(long, value_name = "E")]
     pub entitlement: Option<String>,
 
-    /// Match every entitlement that starts with --entitlement (all roles and subgroups).
+    /// Match every entitlement that starts with --entitlement at a component boundary: end it
+    /// with ':' (all roles and subgroups), ':role=' (all roles of the group) or '#'.
     #[arg(long, requires = "entitlement")]
     pub prefix: bool,
 

@@ -392,6 +392,82 @@ fn group_chain_vault_store() {
     group_chain(true);
 }
 
+/// Regression (issue 8 item 5), through the real broker in its default configuration (no
+/// audience, no client id): a token minted for another service, or obtained by a client not
+/// in `oidc.allowed_clients`, used to unwrap; now only tokens without `aud` or naming this
+/// broker's public URL, from the CLI's or oidc-agent's client, do.
+#[test]
+fn default_broker_refuses_tokens_for_other_services_and_clients() {
+    let oidc = Oidc::start();
+    let b = Broker::start(&oidc.issuer, BrokerOptions::default());
+    let user = User::new();
+    create_group_with_vo_grant(&user, &b);
+    let work = tempfile::tempdir().unwrap();
+    let enc = work.path().join("enc");
+    user.run(&[
+        "--broker",
+        &b.url,
+        "encrypt",
+        "-r",
+        &format!("group:{GROUP}"),
+        &plain(),
+        &oci(&enc, "v1"),
+    ])
+    .ok();
+    let payload = group_payload(&enc, "v1", 0);
+    let mint = |extra: Value| {
+        let mut body = json!({"sub": "alice@egi.eu", "entitlements": [MEMBER]});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        oidc.mint_with(body)
+    };
+    // The same host by another name: names are compared, never resolved.
+    let look_alike = b.url.replace("127.0.0.1", "localhost");
+    let cases = [
+        ("no aud, the CLI's client", mint(json!({})), 200),
+        (
+            "aud = this broker, spelt otherwise",
+            mint(json!({"aud": format!("{}/", b.url.replace("http://", "HTTP://"))})),
+            200,
+        ),
+        (
+            "aud = [other, this broker]",
+            mint(json!({"aud": ["https://other.example.org", b.url]})),
+            200,
+        ),
+        (
+            "oidc-agent",
+            mint(json!({"claims": {"azp": "oidc-agent"}})),
+            200,
+        ),
+        (
+            "aud = another service",
+            mint(json!({"aud": "https://other.example.org"})),
+            401,
+        ),
+        ("aud = [] ", mint(json!({"aud": []})), 401),
+        ("aud = a look-alike", mint(json!({"aud": look_alike})), 401),
+        (
+            "another relying party",
+            mint(json!({"claims": {"azp": "some-other-service"}})),
+            401,
+        ),
+        ("no client", mint(json!({"claims": {"azp": null}})), 401),
+    ];
+    for (name, token, want) in &cases {
+        let r = b.unwrap(Some(token), &payload);
+        assert_eq!(r.status, *want, "{name}: {}", r.json);
+    }
+    let audit = admin(&user, &b, &["audit", "--json"]).ok();
+    assert!(
+        audit.stdout.contains("does not name this broker")
+            && audit.stdout.contains("not in oidc.allowed_clients"),
+        "{}",
+        audit.stdout
+    );
+}
+
 /// Every kind of bad token gets the same 401 at `POST /v1/unwrap`; bad bodies get 400/413.
 #[test]
 fn bad_tokens_401_and_bad_bodies_400_413() {

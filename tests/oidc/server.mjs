@@ -29,11 +29,13 @@
 //        -> {"access_token", "kid"}. Sets the user's entitlements when given; puts them into
 //        the token only with in_token:true; `claims` is merged into the payload last (a null
 //        value deletes a claim), to make expired, not-yet-valid or wrong-issuer tokens.
-//   POST /test/users {"sub", "entitlements", "voperson_id"?}  change a user's entitlements
+//   POST /test/users {"sub", "entitlements", "voperson_id"?, "introspection"?}  change a user's
+//        entitlements; `introspection` is merged last into introspection answers for the user
+//        (to make the issuer report another client or audience than the token names)
 //   POST /test/device/approve {"user_code", "sub"}  approve a pending device code as `sub`
 //   POST /test/rotate  add a new signing key (first in the JWKS; /test/mint signs with it)
 //   GET  /test/jwks-key  the current signing key's public JWK
-//   GET  /test/stats  {"jwks", "userinfo", "introspect"}: request counters
+//   GET  /test/stats  {"discovery", "jwks", "userinfo", "introspect"}: request counters
 //
 // Re-polling a device code after it was redeemed revokes the whole grant (oidc-provider):
 // a client must stop polling after success.
@@ -84,7 +86,7 @@ const publicJwk = ({ kty, n, e, kid, alg, use }) => ({ kty, n, e, kid, alg, use 
 const users = new Map();
 const userOf = (sub) => users.get(sub) ?? { entitlements: [] };
 
-const stats = { jwks: 0, userinfo: 0, introspect: 0 };
+const stats = { discovery: 0, jwks: 0, userinfo: 0, introspect: 0 };
 
 // ---- small JWT helpers (node:crypto only) -------------------------------------------------
 const b64u = (buf) => Buffer.from(buf).toString('base64url');
@@ -256,7 +258,12 @@ async function handle(req, res, issuer, provider, providerCallback) {
   if (path === '/test/users' && req.method === 'POST') {
     const body = await readJson(req);
     if (!body.sub || !Array.isArray(body.entitlements)) return send(res, 400, { error: 'sub and entitlements required' });
-    users.set(body.sub, { ...userOf(body.sub), entitlements: body.entitlements, voperson_id: body.voperson_id });
+    users.set(body.sub, {
+      ...userOf(body.sub),
+      entitlements: body.entitlements,
+      voperson_id: body.voperson_id,
+      introspection: body.introspection,
+    });
     return send(res, 200, { ok: true });
   }
   if (path === '/test/device/approve' && req.method === 'POST') {
@@ -323,14 +330,17 @@ async function handle(req, res, issuer, provider, providerCallback) {
       exp: payload.exp,
       iat: payload.iat,
       client_id: payload.azp ?? payload.client_id,
+      ...(payload.aud !== undefined ? { aud: payload.aud } : {}),
       scope: payload.scope,
       token_type: 'Bearer',
       eduperson_entitlement: user.entitlements,
       ...(user.voperson_id ? { voperson_id: user.voperson_id } : {}),
+      ...(user.introspection ?? {}),
     });
   }
 
   // -- everything else under the issuer path: oidc-provider, mounted as its docs describe
+  if (path === `${PREFIX}/.well-known/openid-configuration`) stats.discovery += 1;
   if (path === PREFIX || path.startsWith(`${PREFIX}/`)) {
     req.originalUrl = req.url;
     req.url = req.url.slice(PREFIX.length) || '/';

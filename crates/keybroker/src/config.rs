@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use layercrypt_proto::url::{normalize_broker_url, BrokerUrl};
 use serde::{Deserialize, Serialize};
 
+pub use crate::api::MetricsExposure;
 pub use crate::auth::namespaces::NamespaceMode;
+pub use crate::auth::oidc::{ANY_CLIENT, DEFAULT_ALLOWED_CLIENTS};
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8443);
@@ -92,6 +94,17 @@ pub struct Config {
     pub store: StoreSettings,
     /// Limits.
     pub limits: Limits,
+    /// Prometheus metrics.
+    pub metrics: MetricsSettings,
+}
+
+/// Metrics settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Who may read `GET /metrics`: `loopback` (default: peers on 127.0.0.0/8 or ::1 only),
+    /// `public` (anyone who reaches the listener) or `off` (404 for everyone).
+    pub expose: MetricsExposure,
 }
 
 /// TLS settings.
@@ -128,15 +141,22 @@ pub struct AdminConfig {
 pub struct OidcSettings {
     /// Issuer URL.
     pub issuer: String,
-    /// Required `aud` (Check-in tokens have none unless exchanged for an audience).
+    /// Required `aud` (Check-in tokens have none unless exchanged for an audience). Unset,
+    /// a token without `aud` is accepted, but an `aud` that is present must still name this
+    /// broker: `audience`, `client_id`, or (with neither) the public URL.
     pub audience: Option<String>,
+    /// Clients (`azp`, else `client_id`) whose tokens are accepted; `["*"]` accepts any.
+    /// Default: the CLI's device-flow client and oidc-agent ([`DEFAULT_ALLOWED_CLIENTS`]).
+    pub allowed_clients: Vec<String>,
     /// Membership source.
     pub membership: MembershipSource,
     /// Introspection client id.
     pub client_id: Option<String>,
     /// File holding the introspection client secret.
     pub client_secret_file: Option<PathBuf>,
-    /// Cache lifetime of JWKS and membership answers, seconds.
+    /// Longest reuse of a verified token's identity and its UserInfo/introspection
+    /// entitlements, seconds (never past the token's `exp`). Entitlements carried in the
+    /// token itself last until its `exp` whatever this says.
     pub cache_ttl_secs: u64,
 }
 
@@ -145,6 +165,7 @@ impl Default for OidcSettings {
         OidcSettings {
             issuer: DEFAULT_ISSUER.into(),
             audience: None,
+            allowed_clients: DEFAULT_ALLOWED_CLIENTS.map(String::from).to_vec(),
             membership: MembershipSource::Userinfo,
             client_id: None,
             client_secret_file: None,
@@ -232,6 +253,7 @@ impl Default for Config {
             oidc: OidcSettings::default(),
             store: StoreSettings::default(),
             limits: Limits::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -349,6 +371,19 @@ impl Config {
                 || self.oidc.issuer.starts_with("http://"))
             {
                 return invalid("oidc.issuer must be an http(s) URL");
+            }
+            let clients = &self.oidc.allowed_clients;
+            if clients.is_empty() {
+                return invalid("oidc.allowed_clients is empty: no token would be accepted (use [\"*\"] for any client)");
+            }
+            if clients.iter().any(|c| c.trim().is_empty() || c.trim() != c) {
+                return invalid("oidc.allowed_clients: client ids must be non-empty, without surrounding spaces");
+            }
+            if clients.len() > 1 && clients.iter().any(|c| c == ANY_CLIENT) {
+                return invalid("oidc.allowed_clients: \"*\" (any client) stands alone");
+            }
+            if self.oidc.audience.as_deref().is_some_and(str::is_empty) {
+                return invalid("oidc.audience must not be empty");
             }
             if self.oidc.membership == MembershipSource::Introspection
                 && (self.oidc.client_id.is_none() || self.oidc.client_secret_file.is_none())
@@ -507,5 +542,31 @@ mod tests {
         let mut c = Config::default();
         c.tls.client_ca_dir = Some("/etc/grid-security/certificates".into());
         assert!(c.validate().is_err(), "certificates need TLS");
+    }
+
+    #[test]
+    fn oidc_clients_and_metrics_exposure() {
+        let c = Config::default();
+        assert_eq!(c.oidc.allowed_clients, ["layercrypt-cli", "oidc-agent"]);
+        assert_eq!(c.metrics.expose, MetricsExposure::Loopback, "safe default");
+        let c = parse("[oidc]\nallowed_clients = [\"*\"]\n[metrics]\nexpose = \"public\"")
+            .expect("parse");
+        c.validate().expect("valid");
+        assert_eq!(c.metrics.expose, MetricsExposure::Public);
+        assert_eq!(
+            parse("[metrics]\nexpose = \"off\"")
+                .expect("off")
+                .metrics
+                .expose,
+            MetricsExposure::Off
+        );
+        assert!(parse("[metrics]\nexpose = \"everyone\"").is_err());
+        for bad in ["[]", "[\"\"]", "[\" cli\"]", "[\"*\", \"cli\"]"] {
+            let c = parse(&format!("[oidc]\nallowed_clients = {bad}")).expect("parse");
+            assert!(c.validate().is_err(), "{bad}");
+        }
+        let mut c = Config::default();
+        c.oidc.audience = Some(String::new());
+        assert!(c.validate().is_err(), "empty audience");
     }
 }

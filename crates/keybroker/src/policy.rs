@@ -8,6 +8,27 @@ use time::OffsetDateTime;
 use crate::auth::{Identity, Method};
 use crate::model::{Grant, Principal};
 
+/// Where an entitlement prefix may end. Check-in entitlements read
+/// `urn:mace:egi.eu:group:<VO>[:<SUBGROUP>…][:role=<ROLE>]#<authority>` (AARC-G002): `:`
+/// separates components, `#` the authority, and after `:role=` comes a whole role value.
+/// A prefix ending anywhere else (`…:vo.example`) would also match `…:vo.example.evil`.
+pub fn prefix_at_boundary(prefix: &str) -> bool {
+    prefix.ends_with(':') || prefix.ends_with('#') || prefix.ends_with(":role=")
+}
+
+/// Does the prefix grant `prefix` cover `entitlement`? Only at a component boundary: the
+/// entitlement starts with the prefix and either the prefix ends at a boundary
+/// ([`prefix_at_boundary`]) or the entitlement goes on with `:` or `#` (or ends). New grants
+/// must end at a boundary (refused otherwise); this rule keeps prefixes stored before that
+/// check (`…:vo.example`) from matching `…:vo.example.evil:…`, while they still match
+/// `…:vo.example:role=member#…`.
+pub fn prefix_matches(prefix: &str, entitlement: &str) -> bool {
+    match entitlement.strip_prefix(prefix) {
+        None => false,
+        Some(rest) => prefix_at_boundary(prefix) || rest.is_empty() || rest.starts_with([':', '#']),
+    }
+}
+
 /// The outcome of evaluating a group's grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Evaluation {
@@ -116,7 +137,7 @@ fn principal_matches(principal: &Principal, identity: &Identity) -> Option<Strin
         } => identity
             .entitlements
             .iter()
-            .find(|e| e.starts_with(entitlement.as_str()))
+            .find(|e| !entitlement.is_empty() && prefix_matches(entitlement, e))
             .map(|e| format!("entitlement {e} by prefix {entitlement}")),
         Principal::Subject { subject } => (identity.subject.as_deref() == Some(subject.as_str()))
             .then(|| format!("subject {subject}")),
@@ -236,6 +257,75 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn prefix_matches_only_at_component_boundaries() {
+        const BARE: &str = "urn:mace:egi.eu:group:vo.example.org";
+        // A prefix stored before grants were checked at creation, without a trailing `:`.
+        let g = [grant("g-old", ent(BARE, true))];
+        for ok in [
+            MEMBER,
+            BARE,
+            "urn:mace:egi.eu:group:vo.example.org#aai.egi.eu",
+            "urn:mace:egi.eu:group:vo.example.org:sub:role=member#aai.egi.eu",
+        ] {
+            assert_eq!(
+                allowed(&evaluate(&g, &token_identity("a", &[ok]), None, NOW)),
+                Some("g-old"),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "urn:mace:egi.eu:group:vo.example.org.evil:role=member#aai.egi.eu",
+            "urn:mace:egi.eu:group:vo.example.orgx#aai.egi.eu",
+            "urn:mace:egi.eu:group:vo.example.or",
+        ] {
+            assert_eq!(
+                allowed(&evaluate(&g, &token_identity("a", &[bad]), None, NOW)),
+                None,
+                "{bad}"
+            );
+        }
+        // `:role=` ends at a boundary: every role of the group itself, no subgroup.
+        let roles = [grant(
+            "g-r",
+            ent("urn:mace:egi.eu:group:vo.example.org:role=", true),
+        )];
+        assert_eq!(
+            allowed(&evaluate(
+                &roles,
+                &token_identity("a", &[MEMBER]),
+                None,
+                NOW
+            )),
+            Some("g-r")
+        );
+        assert_eq!(
+            allowed(&evaluate(
+                &roles,
+                &token_identity(
+                    "a",
+                    &["urn:mace:egi.eu:group:vo.example.org:sub:role=member#aai.egi.eu"]
+                ),
+                None,
+                NOW
+            )),
+            None
+        );
+        // A prefix ending inside a role value matches that value only.
+        assert!(prefix_matches(
+            "urn:x:vo:role=mem",
+            "urn:x:vo:role=mem#aai.egi.eu"
+        ));
+        assert!(!prefix_matches(
+            "urn:x:vo:role=mem",
+            "urn:x:vo:role=member#aai.egi.eu"
+        ));
+        assert!(prefix_at_boundary("urn:x:vo:"));
+        assert!(prefix_at_boundary("urn:x:vo:role=member#"));
+        assert!(!prefix_at_boundary("urn:x:vo"));
+        assert!(!prefix_at_boundary("urn:x:vo:role"));
     }
 
     #[test]

@@ -20,7 +20,9 @@ use zeroize::Zeroizing;
 use crate::api::{self, ApiOptions, AppState, PeerCertificates};
 use crate::auth::cadir::{CaDirectory, DEFAULT_RELOAD};
 use crate::auth::dev::DevIssuer;
-use crate::auth::oidc::{MembershipSource as OidcMembership, OidcConfig, OidcVerifier};
+use crate::auth::oidc::{
+    ClientPolicy, MembershipSource as OidcMembership, OidcConfig, OidcVerifier,
+};
 use crate::auth::{AuthError, Token, TokenVerifier};
 use crate::config::{Backend, Config, ConfigError, MembershipSource};
 use crate::service::{Broker, BrokerSettings, CertVerifyFn};
@@ -109,8 +111,9 @@ pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, ServerError> {
     Ok(Zeroizing::new(trimmed.to_owned()))
 }
 
-/// The settings of the OIDC verifier.
-fn oidc_config(config: &Config) -> Result<OidcConfig, ServerError> {
+/// The settings of the OIDC verifier; `public_url` names this broker in `aud` when neither
+/// `oidc.audience` nor `oidc.client_id` is configured.
+fn oidc_config(config: &Config, public_url: &str) -> Result<OidcConfig, ServerError> {
     let membership = match (
         config.oidc.membership,
         &config.oidc.client_id,
@@ -126,6 +129,11 @@ fn oidc_config(config: &Config) -> Result<OidcConfig, ServerError> {
     };
     let mut oidc = OidcConfig::new(config.oidc.issuer.clone());
     oidc.audience = config.oidc.audience.clone();
+    oidc.audience_names = match (&config.oidc.audience, &config.oidc.client_id) {
+        (None, None) => vec![public_url.to_owned()],
+        (_, client_id) => client_id.iter().cloned().collect(),
+    };
+    oidc.allowed_clients = ClientPolicy::from_list(&config.oidc.allowed_clients);
     oidc.membership = membership;
     oidc.cache_ttl_secs = config.oidc.cache_ttl_secs;
     Ok(oidc)
@@ -251,7 +259,7 @@ impl App {
             issuer
         } else {
             Arc::new(
-                OidcVerifier::try_new(oidc_config(config)?)
+                OidcVerifier::try_new(oidc_config(config, &public_url)?)
                     .map_err(|e| ConfigError::Invalid(format!("OIDC issuer: {e}")))?,
             )
         };
@@ -308,6 +316,7 @@ impl App {
             rate_burst: config.limits.rate_burst,
             request_timeout: Duration::from_secs(config.limits.request_timeout_secs),
             dev_issuer,
+            metrics: config.metrics.expose,
         };
         let router = api::router(AppState::new(broker, options));
         let tls = if config.has_tls() {
@@ -514,6 +523,29 @@ mod tests {
             rustix::process::dumpable_behavior().expect("prctl"),
             rustix::process::DumpableBehavior::NotDumpable
         );
+    }
+
+    /// The broker names itself in `aud` by its audience or client id, else its public URL;
+    /// `["*"]` admits any client.
+    #[test]
+    fn oidc_config_names_the_broker() {
+        let url = "https://broker.example.org";
+        let mut c = Config::default();
+        let o = oidc_config(&c, url).expect("config");
+        assert_eq!((o.audience, o.audience_names), (None, vec![url.to_owned()]));
+        assert_eq!(o.allowed_clients, ClientPolicy::default());
+        c.oidc.client_id = Some("layercrypt-broker".into());
+        let o = oidc_config(&c, url).expect("config");
+        assert_eq!(o.audience_names, ["layercrypt-broker"]);
+        c.oidc.audience = Some("broker-aud".into());
+        c.oidc.allowed_clients = vec!["*".into()];
+        let o = oidc_config(&c, url).expect("config");
+        assert_eq!(o.audience.as_deref(), Some("broker-aud"));
+        assert_eq!(o.audience_names, ["layercrypt-broker"]);
+        assert_eq!(o.allowed_clients, ClientPolicy::Any);
+        c.oidc.client_id = None;
+        let o = oidc_config(&c, url).expect("config");
+        assert!(o.audience_names.is_empty(), "the audience alone names it");
     }
 
     /// Regression: `--dev` failed at start-up because its temporary data directory was

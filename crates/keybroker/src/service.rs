@@ -607,8 +607,9 @@ fn decrypt_with(identity: &GroupIdentity, ciphertext: &[u8]) -> Result<Optsdata,
     Ok(Optsdata(out))
 }
 
-/// Validates a grant: exactly one non-empty principal, `prefix` only with an entitlement,
-/// CIDR networks, an expiry in the future.
+/// Validates a grant: exactly one non-empty principal, `prefix` only with an entitlement and
+/// ending at a component boundary ([`policy::prefix_at_boundary`]), CIDR networks, an expiry
+/// in the future.
 pub fn validate_grant(
     new: NewGrant,
     now: OffsetDateTime,
@@ -645,6 +646,21 @@ pub fn validate_grant(
     };
     if new.prefix.is_some() && !matches!(principal, Principal::Entitlement { .. }) {
         return Err(bad("prefix applies only to an entitlement".into()));
+    }
+    if let Principal::Entitlement {
+        entitlement,
+        prefix: true,
+    } = &principal
+    {
+        if !policy::prefix_at_boundary(entitlement) {
+            return Err(bad(format!(
+                "prefix entitlement {entitlement:?} does not end at a component boundary, so it \
+                 would also cover longer names ({entitlement:?} followed by \".evil…\"): end it \
+                 with ':' for every role and subgroup of the group (\"{entitlement}:\"), with \
+                 ':role=' for every role of the group alone, or with '#'; or grant the exact \
+                 entitlement without prefix"
+            )));
+        }
     }
     if new.networks.len() > MAX_NETWORKS {
         return Err(bad(format!("at most {MAX_NETWORKS} networks")));
@@ -706,6 +722,31 @@ mod tests {
             }
         );
         assert!(ok(NewGrant::default()).is_err(), "no principal");
+        for bare in [
+            "urn:x",
+            "urn:mace:egi.eu:group:vo.example.org",
+            "urn:x:vo:role",
+        ] {
+            let err = ok(NewGrant {
+                entitlement: Some(bare.into()),
+                ..e.clone()
+            })
+            .expect_err(bare);
+            assert!(err.to_string().contains("component boundary"), "{err}");
+            ok(NewGrant {
+                entitlement: Some(bare.into()),
+                prefix: Some(false),
+                ..Default::default()
+            })
+            .expect("an exact grant need not end at a boundary");
+        }
+        for aligned in ["urn:x:vo:", "urn:x:vo:role=", "urn:x:vo:role=member#"] {
+            ok(NewGrant {
+                entitlement: Some(aligned.into()),
+                ..e.clone()
+            })
+            .expect(aligned);
+        }
         assert!(
             ok(NewGrant {
                 subject: Some("s".into()),

@@ -11,6 +11,37 @@ use prometheus::{
 
 use super::AppState;
 
+/// Who may read `GET /metrics` (route names, status counts and latencies tell an outsider
+/// how the broker is used, and rendering costs CPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsExposure {
+    /// Peers on a loopback address only (a scraper or TLS proxy on the same host).
+    #[default]
+    Loopback,
+    /// Anyone who reaches the listener.
+    Public,
+    /// Nobody: the route answers 404.
+    Off,
+}
+
+impl MetricsExposure {
+    /// True if a peer at `client` (None: unknown) may read the metrics.
+    pub fn allows(self, client: Option<std::net::IpAddr>) -> bool {
+        match self {
+            MetricsExposure::Public => true,
+            MetricsExposure::Off => false,
+            MetricsExposure::Loopback => client.is_some_and(|ip| match ip {
+                std::net::IpAddr::V4(v4) => v4.is_loopback(),
+                // ::1, and ::ffff:127.x.y.z as a dual-stack listener reports IPv4 peers.
+                std::net::IpAddr::V6(v6) => {
+                    v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+                }
+            }),
+        }
+    }
+}
+
 /// The broker's metrics, in a registry of their own (not the process-global one).
 #[derive(Debug, Clone)]
 pub struct Metrics {

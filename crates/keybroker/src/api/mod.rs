@@ -25,7 +25,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 pub use extract::{Caller, PeerCertificates};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, MetricsExposure};
 pub use ratelimit::RateLimiter;
 
 use crate::auth::dev::DevIssuer;
@@ -45,6 +45,8 @@ pub struct ApiOptions {
     pub request_timeout: Duration,
     /// Development token issuer: mounts `POST /dev/token` (`--dev` only).
     pub dev_issuer: Option<Arc<DevIssuer>>,
+    /// Who may read `GET /metrics`.
+    pub metrics: MetricsExposure,
 }
 
 impl Default for ApiOptions {
@@ -54,6 +56,7 @@ impl Default for ApiOptions {
             rate_burst: 60,
             request_timeout: Duration::from_secs(30),
             dev_issuer: None,
+            metrics: MetricsExposure::default(),
         }
     }
 }
@@ -89,6 +92,11 @@ impl AppState {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ApiOptions {
+        &self.0.options
     }
 }
 

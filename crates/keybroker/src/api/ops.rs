@@ -1,12 +1,13 @@
 //! Operations: `/healthz`, `/readyz`, `/metrics`.
 
 use axum::extract::State;
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::AppState;
+use super::{ApiError, AppState};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -19,6 +20,8 @@ async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// Unauthenticated: the issuer's part comes from the verifier's cached state, so calling it
+/// in a loop makes no request to the issuer (see `OidcVerifier::ready`).
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let (store, issuer) = state.broker().ready().await;
     if let Err(e) = &store {
@@ -38,7 +41,15 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// Answers 404, like an unknown route, to peers `metrics.expose` does not admit.
+async fn metrics(State(state): State<AppState>, parts: Parts) -> Response {
+    if !state
+        .options()
+        .metrics
+        .allows(super::extract::client_ip(&parts))
+    {
+        return ApiError::NotFound("no such route".into()).into_response();
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -46,4 +57,5 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics().render(),
     )
+        .into_response()
 }

@@ -880,7 +880,11 @@ async fn store_error_is_503() {
 
 #[tokio::test]
 async fn ops_routes_and_metrics() {
-    let h = harness();
+    // Requests come from 192.0.2.10: metrics must be public for it to read them.
+    let h = harness_with(ApiOptions {
+        metrics: super::MetricsExposure::Public,
+        ..ApiOptions::default()
+    });
     let recipient = h.setup_group().await;
     let p = payload(BROKER, "vo.example.org", 1, &recipient, OPTS);
     h.post("/v1/unwrap", Some("member"), unwrap_body(&p)).await;
@@ -953,4 +957,101 @@ async fn recreated_group_does_not_open_payloads_of_the_deleted_one() {
         .post("/v1/unwrap", Some("member"), unwrap_body(&new))
         .await;
     assert_eq!(r.status, StatusCode::OK);
+}
+
+/// A GET from `peer` (None: no peer address known).
+async fn get_from(h: &Harness, path: &str, peer: Option<&str>) -> StatusCode {
+    let mut req = Request::builder()
+        .uri(path)
+        .body(Body::empty())
+        .expect("request");
+    if let Some(peer) = peer {
+        req.extensions_mut()
+            .insert(ConnectInfo(peer.parse::<SocketAddr>().expect("addr")));
+    }
+    h.app
+        .clone()
+        .oneshot(req)
+        .await
+        .expect("infallible")
+        .status()
+}
+
+#[tokio::test]
+async fn metrics_loopback_only_by_default_public_or_off_when_configured() {
+    use super::MetricsExposure;
+    let h = harness();
+    for (peer, want) in [
+        (Some("127.0.0.1:5000"), StatusCode::OK),
+        (Some("127.8.9.10:5000"), StatusCode::OK),
+        (Some("[::1]:5000"), StatusCode::OK),
+        (Some("[::ffff:127.0.0.1]:5000"), StatusCode::OK),
+        (Some("192.0.2.10:5000"), StatusCode::NOT_FOUND),
+        (Some("[::ffff:192.0.2.10]:5000"), StatusCode::NOT_FOUND),
+        (Some("[2001:db8::1]:5000"), StatusCode::NOT_FOUND),
+        (None, StatusCode::NOT_FOUND),
+    ] {
+        assert_eq!(get_from(&h, "/metrics", peer).await, want, "{peer:?}");
+    }
+    let off = harness_with(ApiOptions {
+        metrics: MetricsExposure::Off,
+        ..ApiOptions::default()
+    });
+    assert_eq!(
+        get_from(&off, "/metrics", Some("127.0.0.1:5000")).await,
+        StatusCode::NOT_FOUND
+    );
+    let public = harness_with(ApiOptions {
+        metrics: MetricsExposure::Public,
+        ..ApiOptions::default()
+    });
+    assert_eq!(
+        get_from(&public, "/metrics", Some("192.0.2.10:5000")).await,
+        StatusCode::OK
+    );
+    // The other operations routes stay open to everyone.
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(
+            get_from(&off, path, Some("192.0.2.10:5000")).await,
+            StatusCode::OK
+        );
+    }
+}
+
+#[tokio::test]
+async fn prefix_grant_not_ending_at_a_component_boundary_is_refused() {
+    let h = harness();
+    let r = h
+        .post(
+            "/v1/admin/groups",
+            Some(BOOTSTRAP),
+            json!({"name":"vo.example.org"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let grants = "/v1/admin/groups/vo.example.org/grants";
+    // `…:vo.example.org` as a prefix would also match `…:vo.example.org.evil:…`.
+    let bare = VO_PREFIX.trim_end_matches(':');
+    let r = h
+        .post(
+            grants,
+            Some(BOOTSTRAP),
+            json!({"entitlement": bare, "prefix": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.json());
+    assert_eq!(r.error_code(), "bad_request");
+    let message = r.json()["message"].as_str().unwrap_or("").to_owned();
+    assert!(
+        message.contains("component boundary") && message.contains(&format!("{bare}:")),
+        "the message says how to fix it: {message}"
+    );
+    for ok in [
+        json!({"entitlement": VO_PREFIX, "prefix": true}),
+        json!({"entitlement": format!("{bare}:role="), "prefix": true}),
+        json!({"entitlement": bare}),
+    ] {
+        let r = h.post(grants, Some(BOOTSTRAP), ok.clone()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{ok}: {:?}", r.json());
+    }
 }

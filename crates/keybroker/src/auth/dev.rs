@@ -21,6 +21,7 @@ use openssl::nid::Nid;
 use openssl::pkey::PKey;
 use zeroize::Zeroizing;
 
+use super::oidc::audience::AudiencePolicy;
 use super::oidc::jwt::{self, JwtPolicy};
 use super::{AuthError, Identity, Method, Token, TokenVerifier};
 
@@ -76,7 +77,7 @@ impl DevIssuer {
         let kid = format!("dev-{}", &hex::encode(openssl::sha::sha256(&der))[..16]);
         let policy = JwtPolicy {
             issuer: issuer.clone(),
-            audience: None,
+            audience: AudiencePolicy::dev(),
             algorithms: vec![Algorithm::ES256],
             leeway_secs: 60,
         };

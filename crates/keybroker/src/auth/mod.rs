@@ -86,7 +86,8 @@ pub enum AuthError {
 pub trait TokenVerifier: Send + Sync {
     /// Validates `token` and returns the caller's identity with entitlements.
     async fn verify(&self, token: &Token) -> Result<Identity, AuthError>;
-    /// True if the issuer is reachable (for `/readyz`).
+    /// True if the issuer was reachable recently (for `/readyz`, which anyone may call):
+    /// answered from cached state, never with a request to the issuer on every call.
     async fn ready(&self) -> bool;
 }
 

@@ -1,13 +1,23 @@
 //! OIDC access tokens from EGI Check-in (or any issuer that publishes discovery and a JWKS).
 //!
 //! Check-in's access tokens are RS256 JWTs with no `aud` and no group claims, so the
-//! verifier checks the JWT locally ([`jwt`]) and then asks the issuer for the caller's
-//! entitlements: UserInfo with the token itself, or RFC 7662 introspection with the broker's
-//! confidential client. Results are cached per token (keyed by the token's SHA-256, never the
-//! token) until the earlier of the token's `exp` and `now + cache_ttl_secs`, so a membership
-//! removed at Check-in takes effect within the TTL.
+//! verifier checks the JWT locally ([`jwt`]), checks whom it was issued for ([`audience`]:
+//! an `aud` present must name this broker, the client must be allowed), and then asks the
+//! issuer for the caller's entitlements: UserInfo with the token itself, or RFC 7662
+//! introspection with the broker's confidential client. Results are cached per token (keyed
+//! by the token's SHA-256, never the token) until the earlier of the token's `exp` and
+//! `now + cache_ttl_secs`. So a membership removed at Check-in stops working within
+//! `cache_ttl_secs` when it comes from UserInfo or introspection, but only at the token's
+//! `exp` (plus the leeway) when the token itself carries the entitlements.
+//!
+//! Readiness ([`TokenVerifier::ready`]) comes from cached state: the last successful JWKS
+//! fetch, or the outcome of a probe made at most once per [`READINESS_INTERVAL`], so
+//! unauthenticated `/readyz` calls cannot make the broker hammer the issuer.
 
+pub(crate) mod audience;
 pub(crate) mod jwt;
+
+pub use audience::{ClientPolicy, ANY_CLIENT, DEFAULT_ALLOWED_CLIENTS};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -25,15 +35,25 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::{AuthError, Identity, Method, Token, TokenVerifier};
+use audience::AudiencePolicy;
 use jwt::{JwtHeader, JwtPolicy};
 
 /// An unknown `kid` makes the verifier re-fetch the JWKS at most this often.
 pub const JWKS_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(60);
+/// While the JWKS is missing or stale and the last fetch for it failed (or is under way), a
+/// token does not make the verifier fetch again sooner than this: otherwise every request
+/// bearing any well-formed JWT header, signed or not, would make the broker fetch discovery
+/// and the JWKS from a struggling issuer.
+pub const JWKS_RETRY_MIN_INTERVAL: Duration = Duration::from_secs(10);
 /// A JWKS older than this is re-fetched on next use even if every `kid` is known, so keys
 /// the issuer withdrew stop being accepted.
 const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
 /// Bound on any document read from the issuer.
 const MAX_BODY: usize = 1024 * 1024;
+/// `ready()` is true without any request while the last successful JWKS fetch is younger than
+/// this; otherwise it probes the issuer (discovery and JWKS) at most once per interval and
+/// answers with the last probe's outcome in between.
+pub const READINESS_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Where entitlements come from when the token carries none.
 #[derive(Clone)]
@@ -70,8 +90,17 @@ pub struct OidcConfig {
     /// Issuer URL, exactly as in the tokens' `iss` (e.g. `https://aai.egi.eu/auth/realms/egi`).
     /// Must be `https`, except on a loopback host (tests).
     pub issuer: String,
-    /// Required `aud` value; None (Check-in's default tokens) skips the audience check.
+    /// Required `aud` value: tokens without `aud`, or whose `aud` does not name this broker,
+    /// are refused. None (Check-in's default tokens carry no `aud`): a token without `aud` is
+    /// accepted, but one whose `aud` is present must still name this broker.
     pub audience: Option<String>,
+    /// Further values of `aud` that name this broker besides `audience`: its client id, or
+    /// its public URL when it has neither (URLs compared normalised, other values exactly).
+    /// Empty: only `audience` names it, and without that every token with an `aud` is refused.
+    pub audience_names: Vec<String>,
+    /// The clients (`azp`, else `client_id`) whose tokens are accepted; default
+    /// [`DEFAULT_ALLOWED_CLIENTS`].
+    pub allowed_clients: ClientPolicy,
     /// Accepted JWT algorithms. HMAC and `none` are dropped whatever is configured.
     pub algorithms: Vec<String>,
     /// Clock skew allowed for `exp`/`nbf`, seconds.
@@ -89,12 +118,15 @@ pub struct OidcConfig {
 }
 
 impl OidcConfig {
-    /// The defaults for `issuer`: RSA/PSS/EC algorithms, 60 s leeway, UserInfo membership,
+    /// The defaults for `issuer`: no audience names (any `aud` refused, none accepted),
+    /// [`DEFAULT_ALLOWED_CLIENTS`], RSA/PSS/EC algorithms, 60 s leeway, UserInfo membership,
     /// 300 s cache TTL, 10,000 cache entries, 10 s HTTP timeout, system CA roots.
     pub fn new(issuer: impl Into<String>) -> Self {
         Self {
             issuer: issuer.into(),
             audience: None,
+            audience_names: Vec::new(),
+            allowed_clients: ClientPolicy::default(),
             algorithms: jwt::DEFAULT_ALGORITHMS.map(String::from).to_vec(),
             leeway_secs: 60,
             membership: MembershipSource::TokenOrUserinfo,
@@ -123,6 +155,17 @@ struct JwksState {
     fetched_at: Option<Instant>,
     /// Last re-fetch caused by an unknown `kid` (the rate-limited kind).
     last_unknown_kid_refresh: Option<Instant>,
+    /// Last fetch caused by a missing or stale JWKS (see [`JWKS_RETRY_MIN_INTERVAL`]).
+    last_stale_refresh: Option<Instant>,
+}
+
+/// Outcome of the last readiness probe.
+#[derive(Default)]
+struct Readiness {
+    /// When the last probe started (set before fetching, so concurrent calls do not all probe).
+    last_probe: Option<Instant>,
+    /// Whether it succeeded.
+    last_ok: bool,
 }
 
 struct CachedIdentity {
@@ -139,6 +182,7 @@ pub struct OidcVerifier {
     client: Result<reqwest::Client, String>,
     discovery: Mutex<Option<Arc<Discovery>>>,
     jwks: Mutex<JwksState>,
+    readiness: Mutex<Readiness>,
     cache: Mutex<lru::LruCache<[u8; 32], CachedIdentity>>,
 }
 
@@ -199,9 +243,19 @@ impl OidcVerifier {
         if let Err(e) = &client {
             tracing::error!(issuer = %config.issuer, error = %e, "OIDC verifier misconfigured");
         }
+        let names: Vec<String> = config
+            .audience
+            .iter()
+            .chain(&config.audience_names)
+            .cloned()
+            .collect();
         let policy = JwtPolicy {
             issuer: config.issuer.clone(),
-            audience: config.audience.clone(),
+            audience: AudiencePolicy::new(
+                &names,
+                config.audience.is_some(),
+                config.allowed_clients.clone(),
+            ),
             algorithms: jwt::parse_algorithms(&config.algorithms),
             leeway_secs: config.leeway_secs,
         };
@@ -211,6 +265,7 @@ impl OidcVerifier {
             client,
             discovery: Mutex::new(None),
             jwks: Mutex::new(JwksState::default()),
+            readiness: Mutex::new(Readiness::default()),
             cache: Mutex::new(lru::LruCache::new(entries)),
             config,
         }
@@ -368,8 +423,24 @@ impl OidcVerifier {
     /// once per [`JWKS_REFRESH_MIN_INTERVAL`]) when the `kid` is unknown.
     async fn key_for(&self, header: &JwtHeader) -> Result<DecodingKey, AuthError> {
         let stale = {
-            let state = lock(&self.jwks);
-            state.fetched_at.is_none_or(|t| t.elapsed() > JWKS_MAX_AGE)
+            let mut state = lock(&self.jwks);
+            let stale = state.fetched_at.is_none_or(|t| t.elapsed() > JWKS_MAX_AGE);
+            if stale {
+                if state
+                    .last_stale_refresh
+                    .is_some_and(|t| t.elapsed() < JWKS_RETRY_MIN_INTERVAL)
+                {
+                    // The last attempt failed (a success would have made the JWKS fresh) or
+                    // is still under way.
+                    return Err(unavailable(format!(
+                        "issuer JWKS unavailable (fetched at most every {}s while failing)",
+                        JWKS_RETRY_MIN_INTERVAL.as_secs()
+                    )));
+                }
+                // Marked before fetching, so concurrent requests do not all fetch.
+                state.last_stale_refresh = Some(Instant::now());
+            }
+            stale
         };
         if stale {
             self.refresh_jwks().await?;
@@ -504,6 +575,11 @@ impl OidcVerifier {
                 return Err(invalid("introspection sub differs from the token's sub"));
             }
         }
+        // What the issuer says about the token counts as much as the token's own claims (and
+        // is all there is to go by for a token whose claims are not readable).
+        self.policy
+            .audience
+            .check(&claims, "introspection answer")?;
         Ok(jwt::entitlements_from(&claims)?.unwrap_or_default())
     }
 
@@ -577,18 +653,33 @@ impl TokenVerifier for OidcVerifier {
         Ok(identity)
     }
 
+    /// From cached state (see the module docs): no request while the JWKS was fetched
+    /// within [`READINESS_INTERVAL`]; else at most one probe per interval.
     async fn ready(&self) -> bool {
-        match self.fetch_discovery().await {
-            Ok(d) => {
-                let ok = self.get_json(&d.jwks_uri, "JWKS").await.is_ok();
-                *lock(&self.discovery) = Some(Arc::new(d));
-                ok
-            }
-            Err(e) => {
-                tracing::warn!(issuer = %self.config.issuer, error = %e, "issuer not ready");
-                false
-            }
+        let fresh = lock(&self.jwks)
+            .fetched_at
+            .is_some_and(|t| t.elapsed() < READINESS_INTERVAL);
+        if fresh {
+            return true;
         }
+        {
+            let mut readiness = lock(&self.readiness);
+            if readiness
+                .last_probe
+                .is_some_and(|t| t.elapsed() < READINESS_INTERVAL)
+            {
+                return readiness.last_ok;
+            }
+            // Marked before fetching: concurrent calls answer with the previous outcome.
+            readiness.last_probe = Some(Instant::now());
+        }
+        // refresh_jwks fetches discovery first if it is not cached yet.
+        let outcome = self.refresh_jwks().await;
+        if let Err(e) = &outcome {
+            tracing::warn!(issuer = %self.config.issuer, error = %e, "issuer not ready");
+        }
+        lock(&self.readiness).last_ok = outcome.is_ok();
+        outcome.is_ok()
     }
 }
 
@@ -638,6 +729,41 @@ mod tests {
         let v = OidcVerifier::new(OidcConfig::new("http://127.0.0.1:9/auth/realms/egi"));
         let err = v.verify(&Token::new("abc")).await.expect_err("must fail");
         assert!(matches!(err, AuthError::Invalid(_)), "{err:?}");
+    }
+
+    /// Regression: with the issuer answering errors, every request bearing a well-formed JWT
+    /// header (no valid signature needed) made the broker fetch discovery again.
+    #[tokio::test]
+    async fn failing_issuer_is_asked_at_most_once_per_retry_interval() {
+        use std::io::{Read as _, Write as _};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(
+                    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        let v = OidcVerifier::new(OidcConfig::new(format!(
+            "http://127.0.0.1:{port}/auth/realms/egi"
+        )));
+        let header = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            r#"{"alg":"RS256","kid":"k"}"#,
+        );
+        for i in 0..20 {
+            let token = Token::new(format!("{header}.e30.c2ln{i}"));
+            let err = v.verify(&token).await.expect_err("issuer fails");
+            assert!(matches!(err, AuthError::Unavailable(_)), "{err:?}");
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "one discovery request");
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use layercrypt_keybroker::auth::oidc::{MembershipSource, OidcConfig, OidcVerifier};
+use layercrypt_keybroker::auth::oidc::{ClientPolicy, MembershipSource, OidcConfig, OidcVerifier};
 use layercrypt_keybroker::auth::{AuthError, Identity, Method, Token, TokenVerifier};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
@@ -542,6 +542,174 @@ async fn device_flow_token_from_the_provider_verifies() {
         .expect("provider's token verifies");
     assert_eq!(id.subject.as_deref(), Some("carol@egi.eu"));
     assert_eq!(id.entitlements, vec![VO.to_owned()]);
+}
+
+/// The broker's public URL in the audience tests (what `server.rs` puts in
+/// `audience_names` when neither `oidc.audience` nor `oidc.client_id` is set).
+const BROKER_URL: &str = "https://broker.example.org";
+
+/// The verifier configurations a broker can run with, as `server.rs` builds them.
+fn audience_configs(p: &Provider) -> Vec<(&'static str, OidcConfig)> {
+    let mut default = p.config();
+    default.audience_names = vec![BROKER_URL.into()];
+    let mut client_id = p.config();
+    client_id.audience_names = vec!["layercrypt-broker".into()];
+    client_id.membership = MembershipSource::Introspection {
+        client_id: "layercrypt-broker".into(),
+        client_secret: Zeroizing::new("broker-secret".into()),
+    };
+    let mut required = p.config();
+    required.audience = Some(BROKER_URL.into());
+    let mut any_client = default.clone();
+    any_client.allowed_clients = ClientPolicy::Any;
+    vec![
+        ("default (public URL)", default),
+        ("library default (no names)", p.config()),
+        ("client id, introspection", client_id),
+        ("audience required", required),
+        ("any client", any_client),
+    ]
+}
+
+/// Regression (issue 8 item 5): with no audience configured, `aud` was not checked at all,
+/// so a token minted for another service unwrapped.
+#[tokio::test]
+async fn aud_present_must_name_this_broker_in_every_configuration() {
+    let p = Provider::start();
+    let mint = |aud: Value| p.mint(json!({"sub": "alice", "entitlements": [VO], "aud": aud}));
+    let other = [
+        mint(json!("https://other.example.org")).await,
+        mint(json!(["https://other.example.org", "account"])).await,
+        mint(json!("https://broker.example.org.evil.example")).await,
+        mint(json!("https://broker.example.org:8443")).await,
+        mint(json!([])).await,
+    ];
+    let absent = p.mint(json!({"sub": "alice", "entitlements": [VO]})).await;
+    let to_url = [
+        mint(json!(BROKER_URL)).await,
+        mint(json!("https://Broker.Example.org:443/")).await,
+        mint(json!(["https://other.example.org", BROKER_URL])).await,
+    ];
+    let to_client = mint(json!("layercrypt-broker")).await;
+    for (name, config) in audience_configs(&p) {
+        let v = OidcVerifier::new(config.clone());
+        for t in &other {
+            let r = reason(v.verify(t).await);
+            assert!(r.contains("aud"), "{name}: {r}");
+        }
+        let required = config.audience.is_some();
+        match v.verify(&absent).await {
+            Ok(id) => assert!(!required, "{name}: {id:?}"),
+            Err(e) => assert!(required, "{name}: aud absent refused: {e}"),
+        }
+        let names_url = config.audience.is_some() || config.audience_names == [BROKER_URL];
+        for t in &to_url {
+            assert_eq!(v.verify(t).await.is_ok(), names_url, "{name}");
+        }
+        let names_client = config.audience_names == ["layercrypt-broker"];
+        assert_eq!(v.verify(&to_client).await.is_ok(), names_client, "{name}");
+    }
+}
+
+/// Regression (issue 8 item 5): a token that another relying party obtained (its `azp`) was
+/// accepted; now only `oidc.allowed_clients` (default: the CLI and oidc-agent).
+#[tokio::test]
+async fn azp_must_be_an_allowed_client_in_every_configuration() {
+    let p = Provider::start();
+    let mint =
+        |claims: Value| p.mint(json!({"sub": "alice", "entitlements": [VO], "claims": claims}));
+    let cli = mint(json!({})).await;
+    let agent = mint(json!({"azp": "oidc-agent"})).await;
+    let agent_by_client_id = mint(json!({"azp": null, "client_id": "oidc-agent"})).await;
+    let other_rp = mint(json!({"azp": "some-other-service"})).await;
+    let other_rp_to_broker = mint(json!({"azp": "some-other-service", "aud": BROKER_URL})).await;
+    let no_client = mint(json!({"azp": null})).await;
+    for (name, config) in audience_configs(&p) {
+        if config.audience.is_some() {
+            continue; // every token here lacks aud: covered above
+        }
+        let v = OidcVerifier::new(config.clone());
+        let any = config.allowed_clients == ClientPolicy::Any;
+        for t in [&cli, &agent, &agent_by_client_id] {
+            v.verify(t)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: allowed client refused: {e}"));
+        }
+        for (what, t) in [("other RP", &other_rp), ("no client", &no_client)] {
+            match v.verify(t).await {
+                Ok(_) => assert!(any, "{name}: {what} accepted"),
+                Err(e) => {
+                    assert!(!any, "{name}: {what}: {e}");
+                    assert!(e.to_string().contains("client"), "{name}: {e}");
+                }
+            }
+        }
+        if config.audience_names == [BROKER_URL] {
+            assert_eq!(v.verify(&other_rp_to_broker).await.is_ok(), any, "{name}");
+        }
+    }
+}
+
+/// What introspection says about the token is checked like its own claims: another client
+/// or audience in the answer makes the token invalid.
+#[tokio::test]
+async fn introspection_answer_aud_and_client_checked() {
+    let p = Provider::start();
+    let mut config = p.config();
+    config.audience_names = vec!["layercrypt-broker".into()];
+    config.membership = MembershipSource::Introspection {
+        client_id: "layercrypt-broker".into(),
+        client_secret: Zeroizing::new("broker-secret".into()),
+    };
+    let v = OidcVerifier::new(config);
+    for (sub, answer, why) in [
+        ("rp", json!({"client_id": "some-other-service"}), "client"),
+        ("aud", json!({"aud": "https://other.example.org"}), "aud"),
+    ] {
+        p.post(
+            "/test/users",
+            json!({"sub": sub, "entitlements": [VO], "introspection": answer}),
+        )
+        .await;
+        let t = p.mint(json!({"sub": sub})).await;
+        let r = reason(v.verify(&t).await);
+        assert!(r.contains("introspection") && r.contains(why), "{r}");
+    }
+    let ok = p.mint(json!({"sub": "alice", "entitlements": [VO]})).await;
+    v.verify(&ok).await.expect("control");
+}
+
+/// Regression (issue 8 item 11): every `ready()` (unauthenticated `/readyz`) fetched
+/// discovery and the JWKS from the issuer.
+#[tokio::test]
+async fn readiness_comes_from_cached_state() {
+    let p = Provider::start();
+    let v = OidcVerifier::new(p.config());
+    for _ in 0..50 {
+        assert!(v.ready().await);
+    }
+    assert!(
+        p.stat("discovery").await <= 1 && p.stat("jwks").await <= 1,
+        "50 ready() calls: {}",
+        p.get("/test/stats").await
+    );
+    // Concurrent calls on a cold verifier: one probe between them.
+    let cold = OidcVerifier::new(p.config());
+    let before = (p.stat("discovery").await, p.stat("jwks").await);
+    let all = futures_util::future::join_all((0..50).map(|_| cold.ready())).await;
+    assert!(all.iter().any(|ok| *ok), "{all:?}");
+    let after = (p.stat("discovery").await, p.stat("jwks").await);
+    assert!(
+        after.0 - before.0 <= 1 && after.1 - before.1 <= 1,
+        "{before:?} -> {after:?}"
+    );
+    // A verifier that just fetched the JWKS for a token is ready without any request.
+    let warm = OidcVerifier::new(p.config());
+    let t = p.mint(json!({"sub": "alice", "entitlements": [VO]})).await;
+    warm.verify(&t).await.expect("valid");
+    let before = p.get("/test/stats").await;
+    assert!(warm.ready().await);
+    assert_eq!(p.get("/test/stats").await, before);
 }
 
 /// The stand-in's first line of stdout, or an empty string if it printed nothing within 30 s

@@ -3,9 +3,10 @@
 //! The order matters: the header is parsed by hand first so that `alg: none` and every HMAC
 //! algorithm are refused before any key is looked up (an HS256 token "signed" with the
 //! issuer's RSA public key must never reach a verifier), then the caller finds the key by
-//! `kid`, then `jsonwebtoken` checks signature, `exp`/`nbf` (with leeway), `iss` and, when
-//! configured, `aud`. Every refusal carries a precise reason for the audit log; no reason ever
-//! contains the token.
+//! `kid`, then `jsonwebtoken` checks signature, `exp`/`nbf` (with leeway) and `iss`, then
+//! [`AudiencePolicy`] checks `aud` (whenever present, not only when configured) and the client
+//! (`azp`/`client_id`). Every refusal carries a precise reason for the audit log; no reason
+//! ever contains the token.
 
 use std::str::FromStr;
 
@@ -17,6 +18,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::auth::AuthError;
+
+use super::audience::AudiencePolicy;
 
 /// Tokens longer than this are refused unparsed (Check-in's are about 1,400 characters).
 pub(crate) const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -30,8 +33,8 @@ pub(crate) const DEFAULT_ALGORITHMS: [&str; 6] =
 pub(crate) struct JwtPolicy {
     /// Exact `iss`.
     pub issuer: String,
-    /// Checked only when set.
-    pub audience: Option<String>,
+    /// `aud` and `azp`/`client_id`.
+    pub audience: AudiencePolicy,
     /// Allow-list; never contains `none` or HMAC (see [`parse_algorithms`]).
     pub algorithms: Vec<Algorithm>,
     /// Clock skew allowed for `exp` and `nbf`, seconds.
@@ -158,19 +161,16 @@ pub(crate) fn validate(
     validation.validate_nbf = true;
     validation.set_required_spec_claims(&["exp", "iss"]);
     validation.set_issuer(&[policy.issuer.as_str()]);
-    match &policy.audience {
-        Some(aud) => {
-            validation.set_audience(&[aud.as_str()]);
-            validation.required_spec_claims.insert("aud".to_owned());
-        }
-        None => validation.validate_aud = false,
-    }
+    // `aud` is checked below, in every configuration: jsonwebtoken compares exact strings
+    // only (no URL normalisation) and would skip a present `aud` when none is configured.
+    validation.validate_aud = false;
     let data = jsonwebtoken::decode::<Value>(token, key, &validation).map_err(map_jwt_error)?;
     let claims = data.claims;
     // jsonwebtoken also accepts an array `iss`; an issuer is one exact string.
     if claims.get("iss").and_then(Value::as_str) != Some(policy.issuer.as_str()) {
         return Err(invalid("iss is not exactly the configured issuer"));
     }
+    policy.audience.check(&claims, "token")?;
     let exp = claims
         .get("exp")
         .and_then(Value::as_i64)
@@ -262,7 +262,7 @@ mod tests {
     fn policy() -> JwtPolicy {
         JwtPolicy {
             issuer: "https://issuer.example".into(),
-            audience: None,
+            audience: AudiencePolicy::dev(),
             algorithms: parse_algorithms(DEFAULT_ALGORITHMS.map(String::from).as_ref()),
             leeway_secs: 60,
         }
