@@ -65,7 +65,7 @@ pub(crate) struct AudiencePolicy {
 /// everywhere else; any other value (a client id) unchanged, compared exactly.
 pub(crate) fn normalise(value: &str) -> String {
     if value.trim() == value {
-        if let Ok(url) = layercrypt_group::client::normalize_broker_url(value) {
+        if let Ok(url) = layercrypt_proto::url::normalize_broker_url(value) {
             return url;
         }
     }
