@@ -15,6 +15,7 @@
 
 mod cert;
 mod generate;
+pub mod grid;
 mod jwk;
 mod parse;
 mod pem;
