@@ -24,17 +24,33 @@
 //! done by hand because OpenSSL's `CRL_CHECK` demands a CRL for every issuer, proxies' issuers
 //! (end-entity certificates) included, and because the `openssl` crate cannot add CRLs to a
 //! store. A CRL that fails its signature check or has expired makes that CA's certificates
-//! fail closed.
+//! fail closed. CRLs and namespace files are found by comparing names as OpenSSL does
+//! (`X509_NAME_cmp`, its canonical form: string types converted, ASCII case and whitespace
+//! folded), never by their DER: a CRL whose issuer is a UTF8String where the CA's subject is
+//! a PrintableString is the CA's CRL, as `openssl verify -crl_check` says.
+//!
+//! Proxies: an RFC 3820 proxy counts as its end entity only if its policy language gives it
+//! the end entity's rights: id-ppl-inheritAll, or the Globus *limited proxy* language. By grid
+//! convention (Globus GSI, gLite/VOMS, dCache, StoRM) a limited proxy may not start jobs but
+//! may access data; releasing a layer key is data access, so limited proxies are accepted.
+//! id-ppl-independent proxies (no rights of the end entity), unknown policy languages and
+//! pre-RFC Globus proxies (GT2 `CN=proxy` without extension, GT3 draft proxyCertInfo
+//! 1.3.6.1.4.1.3536.1.222) are refused with their reason. Proxy detection and the DN form
+//! are the format crate's ([`layercrypt_ocicrypt::keys::grid`]), the same code `inspect` uses.
+//!
+//! Purpose: the end entity and every proxy of the chain must be fit for TLS client
+//! authentication: no extendedKeyUsage, or one listing clientAuth or anyExtendedKeyUsage.
+//! A server-only certificate (extendedKeyUsage serverAuth) is refused; grid host
+//! certificates used by robots carry serverAuth and clientAuth and are accepted.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use layercrypt_ocicrypt::keywrap::pkcs7::name_to_grid_string;
+use layercrypt_ocicrypt::keys::grid::{self, ClientAuth, ProxyKind, ProxyPolicy};
 use openssl::asn1::Asn1Time;
 use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::verify::X509VerifyFlags;
-use openssl::x509::{CrlStatus, X509Crl, X509StoreContext, X509};
+use openssl::x509::{CrlStatus, X509Crl, X509Name, X509NameRef, X509StoreContext, X509};
 
 use super::namespaces::{self, CaNamespace, NamespaceMode};
 use super::{AuthError, Identity, Method};
@@ -43,15 +59,13 @@ use super::{AuthError, Identity, Method};
 const MAX_CHAIN: usize = 10;
 /// Largest certificate accepted, bytes.
 const MAX_CERT_DER: usize = 64 * 1024;
-/// DER of the id-pe-proxyCertInfo OID, 1.3.6.1.5.5.7.1.14 (RFC 3820).
-const OID_PROXY_CERT_INFO: &[u8] = &[0x2B, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x0E];
 
 /// What is known about one issuer's revocation list.
 enum CrlState {
     /// A CRL whose signature verified against the CA.
     Usable(X509Crl),
-    /// A CRL file exists but cannot be trusted (bad signature, unparsable, no matching CA):
-    /// this issuer's certificates are refused.
+    /// A CRL file exists but cannot be trusted (its signature verifies against no CA of its
+    /// issuer's name): this issuer's certificates are refused.
     Broken(String),
 }
 
@@ -65,13 +79,49 @@ enum NamespaceState {
     Missing,
 }
 
+/// Entries found by an X.509 name compared as OpenSSL compares names (its canonical form),
+/// not by DER bytes. A linear scan: a CA directory holds about a hundred CAs.
+struct ByName<T>(Vec<(X509Name, T)>);
+
+impl<T> ByName<T> {
+    fn new() -> Self {
+        ByName(Vec::new())
+    }
+
+    fn push(&mut self, name: &X509NameRef, value: T) -> Result<(), AuthError> {
+        let name = name
+            .to_owned()
+            .map_err(|e| config_error(format!("copying a name: {e}")))?;
+        self.0.push((name, value));
+        Ok(())
+    }
+
+    /// Every entry whose name equals `name`.
+    fn get<'a>(&'a self, name: &'a X509NameRef) -> impl Iterator<Item = &'a T> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| same_name(n, name))
+            .map(|(_, v)| v)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// OpenSSL's name equality (`X509_NAME_cmp`: canonical encodings). A name OpenSSL cannot
+/// canonicalise equals nothing.
+fn same_name(a: &X509NameRef, b: &X509NameRef) -> bool {
+    a.try_cmp(b).is_ok_and(|o| o == std::cmp::Ordering::Equal)
+}
+
 /// Verifies client certificate chains against a grid CA directory.
 pub struct CertVerifier {
     store: X509Store,
-    /// CRLs by the DER of their issuer name.
-    crls: HashMap<Vec<u8>, CrlState>,
-    /// Namespace constraints by the DER of the CA's subject name (empty when `Off`).
-    namespaces: HashMap<Vec<u8>, NamespaceState>,
+    /// CRLs by their issuer name.
+    crls: ByName<CrlState>,
+    /// Namespace constraints by the CA's subject name (empty when `Off`).
+    namespaces: ByName<NamespaceState>,
     mode: NamespaceMode,
     dir: PathBuf,
     ca_count: usize,
@@ -93,6 +143,11 @@ fn invalid(reason: impl Into<String>) -> AuthError {
 
 fn config_error(reason: impl Into<String>) -> AuthError {
     AuthError::Unavailable(reason.into())
+}
+
+/// The grid DN of a name, for messages.
+fn shown(name: &X509NameRef) -> String {
+    grid::grid_dn_display(name)
 }
 
 /// `12345678.0`, `12345678.1`, …: a hashed CA file.
@@ -174,45 +229,10 @@ impl CertVerifier {
             .map_err(|e| config_error(format!("X509 store flags: {e}")))?;
         let store = builder.build();
 
-        let mut crls = HashMap::new();
-        for path in crl_files {
-            let bytes = std::fs::read(&path)
-                .map_err(|e| config_error(format!("cannot read {}: {e}", path.display())))?;
-            let crl = match X509Crl::from_pem(&bytes).or_else(|_| X509Crl::from_der(&bytes)) {
-                Ok(crl) => crl,
-                Err(_) => {
-                    // Without the issuer name we cannot tell whose CRL it was; the CRL of
-                    // that CA is then simply missing (like a CA without a CRL).
-                    tracing::warn!(file = %path.display(), "unparsable CRL ignored");
-                    continue;
-                }
-            };
-            let issuer_der = crl
-                .issuer_name()
-                .to_der()
-                .map_err(|e| config_error(e.to_string()))?;
-            let issuer_text = name_to_grid_string(crl.issuer_name());
-            let ca = cas.iter().find(|c| {
-                c.subject_name().to_der().is_ok_and(|d| d == issuer_der)
-                    && c.public_key()
-                        .is_ok_and(|k| crl.verify(&k).unwrap_or(false))
-            });
-            let state = match ca {
-                Some(_) => CrlState::Usable(crl),
-                None => {
-                    tracing::warn!(file = %path.display(), issuer = %issuer_text,
-                        "CRL signature does not verify against any CA; that CA's certificates will be refused");
-                    CrlState::Broken(format!(
-                        "CRL of {issuer_text} in {} does not verify",
-                        path.display()
-                    ))
-                }
-            };
-            crls.insert(issuer_der, state);
-        }
+        let crls = load_crls(dir, &cas, crl_files)?;
         let namespaces = load_namespaces(dir, &cas, mode)?;
         tracing::info!(dir = %dir.display(), cas = cas.len(), crls = crls.len(),
-            namespace_files = namespaces.values().filter(|s| matches!(s, NamespaceState::Policy(_))).count(),
+            namespace_files = namespaces.0.iter().filter(|(_, s)| matches!(s, NamespaceState::Policy(_))).count(),
             namespaces = %mode, "CA directory loaded");
         Ok(Self {
             store,
@@ -231,8 +251,8 @@ impl CertVerifier {
 
     /// Verifies a client's chain (leaf first, DER, as TLS presents it). The leaf may be an
     /// RFC 3820 proxy (of a proxy…) of an end-entity certificate; the identity is the
-    /// end-entity subject in `/DC=…/CN=…` form, valid until the earliest `notAfter` in the
-    /// verified chain.
+    /// end-entity subject in the `/DC=…/CN=…` form of [`grid::grid_dn`], valid until the
+    /// earliest `notAfter` in the verified chain.
     pub fn verify_chain(&self, chain_der: &[Vec<u8>]) -> Result<Identity, AuthError> {
         let Some((leaf_der, rest_der)) = chain_der.split_first() else {
             return Err(invalid("no client certificate"));
@@ -245,14 +265,18 @@ impl CertVerifier {
         }
         let leaf =
             X509::from_der(leaf_der).map_err(|_| invalid("client certificate is not DER X.509"))?;
+        let mut presented = vec![leaf.clone()];
         let mut untrusted = Stack::new().map_err(|e| invalid(format!("openssl: {e}")))?;
         for der in rest_der {
             let cert =
                 X509::from_der(der).map_err(|_| invalid("a chain certificate is not DER X.509"))?;
+            presented.push(cert.clone());
             untrusted
                 .push(cert)
                 .map_err(|e| invalid(format!("openssl: {e}")))?;
         }
+        // Before OpenSSL, whose refusal of these would not say why.
+        refuse_legacy_proxies(&presented)?;
         let mut ctx = X509StoreContext::new().map_err(|e| invalid(format!("openssl: {e}")))?;
         let outcome = ctx
             .init(&self.store, &leaf, &untrusted, |c| {
@@ -275,20 +299,33 @@ impl CertVerifier {
             return Err(invalid("OpenSSL returned no verified chain"));
         }
 
-        // The end entity is the first certificate (from the leaf) that is not a proxy.
-        let ee_index = chain
-            .iter()
-            .position(|c| !is_proxy(c))
-            .ok_or_else(|| invalid("chain holds only proxy certificates"))?;
+        // The end entity is the first certificate (from the leaf) that is not a proxy; each
+        // proxy before it must carry the end entity's rights.
+        let mut ee_index = None;
+        for (i, cert) in chain.iter().enumerate() {
+            match grid::proxy_kind(cert) {
+                ProxyKind::NotProxy => {
+                    ee_index = Some(i);
+                    break;
+                }
+                kind => check_proxy(cert, &kind)?,
+            }
+        }
+        let ee_index = ee_index.ok_or_else(|| invalid("chain holds only proxy certificates"))?;
         if ee_index + 1 >= chain.len() {
             // The EE would be the trust anchor itself: a self-signed "user" certificate that
             // someone put into the CA directory.
             return Err(invalid("end-entity certificate is itself a trust anchor"));
         }
+        for cert in &chain[..=ee_index] {
+            check_client_purpose(cert)?;
+        }
         self.check_revocation(&chain[ee_index..])?;
         self.check_namespaces(&chain[ee_index..])?;
 
         let ee = &chain[ee_index];
+        let dn = grid::grid_dn(ee.subject_name())
+            .map_err(|e| invalid(format!("end-entity subject DN unreadable: {e}")))?;
         let mut expires_at = i64::MAX;
         for cert in &chain {
             expires_at = expires_at.min(unix_time(cert.not_after())?);
@@ -296,36 +333,33 @@ impl CertVerifier {
         Ok(Identity {
             method: Method::Certificate,
             subject: None,
-            dn: Some(name_to_grid_string(ee.subject_name())),
+            dn: Some(dn),
             entitlements: Vec::new(),
             expires_at: Some(expires_at),
         })
     }
 
     /// Checks each certificate from the end entity up (proxies excluded) against its
-    /// issuer's CRL, when the directory has one.
+    /// issuer's CRLs, when the directory has any.
     fn check_revocation(&self, chain: &[X509]) -> Result<(), AuthError> {
         let now = Asn1Time::days_from_now(0).map_err(|e| invalid(format!("openssl: {e}")))?;
         for pair in chain.windows(2) {
             let (cert, issuer) = (&pair[0], &pair[1]);
-            let issuer_der = issuer
-                .subject_name()
-                .to_der()
-                .map_err(|e| invalid(format!("openssl: {e}")))?;
-            match self.crls.get(&issuer_der) {
-                None => {}
-                Some(CrlState::Broken(reason)) => return Err(invalid(reason.clone())),
-                Some(CrlState::Usable(crl)) => {
-                    let issuer_text = name_to_grid_string(issuer.subject_name());
-                    if crl.next_update().is_some_and(|next| *next < *now) {
-                        return Err(invalid(format!("CRL of {issuer_text} has expired")));
-                    }
-                    // RemoveFromCrl only occurs in delta CRLs: not revoked.
-                    if let CrlStatus::Revoked(_) = crl.get_by_cert(cert) {
-                        return Err(invalid(format!(
-                            "certificate {} revoked by {issuer_text}",
-                            name_to_grid_string(cert.subject_name())
-                        )));
+            for state in self.crls.get(issuer.subject_name()) {
+                match state {
+                    CrlState::Broken(reason) => return Err(invalid(reason.clone())),
+                    CrlState::Usable(crl) => {
+                        let issuer_text = shown(issuer.subject_name());
+                        if crl.next_update().is_some_and(|next| *next < *now) {
+                            return Err(invalid(format!("CRL of {issuer_text} has expired")));
+                        }
+                        // RemoveFromCrl only occurs in delta CRLs: not revoked.
+                        if let CrlStatus::Revoked(_) = crl.get_by_cert(cert) {
+                            return Err(invalid(format!(
+                                "certificate {} revoked by {issuer_text}",
+                                shown(cert.subject_name())
+                            )));
+                        }
                     }
                 }
             }
@@ -341,13 +375,11 @@ impl CertVerifier {
         }
         for pair in chain.windows(2) {
             let (cert, issuer) = (&pair[0], &pair[1]);
-            let issuer_der = issuer
-                .subject_name()
-                .to_der()
-                .map_err(|e| invalid(format!("openssl: {e}")))?;
-            let subject = name_to_grid_string(cert.subject_name());
-            let issuer_dn = name_to_grid_string(issuer.subject_name());
-            match self.namespaces.get(&issuer_der) {
+            let subject = grid::grid_dn(cert.subject_name())
+                .map_err(|e| invalid(format!("subject DN unreadable: {e}")))?;
+            let issuer_dn = shown(issuer.subject_name());
+            // A CA's own state; with several CAs of one name (a key rollover) the first.
+            match self.namespaces.get(issuer.subject_name()).next() {
                 Some(NamespaceState::Policy(ns)) => {
                     ns.policy.check(&issuer_dn, &subject).map_err(|why| {
                         invalid(format!(
@@ -381,13 +413,157 @@ impl CertVerifier {
     }
 }
 
+/// Refuses pre-RFC 3820 Globus proxies and unparsable proxy extensions among the presented
+/// certificates. OpenSSL refuses their chains too (their issuer is no CA), with a reason
+/// that does not say why.
+fn refuse_legacy_proxies(presented: &[X509]) -> Result<(), AuthError> {
+    for cert in presented {
+        let subject = shown(cert.subject_name());
+        match grid::proxy_kind(cert) {
+            ProxyKind::DraftGsi3 => return Err(invalid(format!(
+                "{subject} is a pre-RFC 3820 (GSI-3 draft, proxyCertInfo 1.3.6.1.4.1.3536.1.222) \
+                     proxy; only RFC 3820 proxies are accepted (voms-proxy-init -rfc, \
+                     grid-proxy-init -rfc; the default of current tools)"
+            ))),
+            ProxyKind::Malformed => {
+                return Err(invalid(format!(
+                    "{subject}: its proxyCertInfo or extensions do not parse"
+                )))
+            }
+            ProxyKind::NotProxy => {
+                // Globus Toolkit 2 proxies: no extension, subject = issuer + CN=proxy or
+                // CN=limited proxy.
+                let issuer = shown(cert.issuer_name());
+                if subject == format!("{issuer}/CN=proxy")
+                    || subject == format!("{issuer}/CN=limited proxy")
+                {
+                    return Err(invalid(format!(
+                        "{subject} is a legacy (Globus Toolkit 2) proxy; only RFC 3820 proxies \
+                         are accepted (voms-proxy-init -rfc, grid-proxy-init -rfc)"
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A proxy of the verified chain must carry the rights of the certificate it was made from:
+/// id-ppl-inheritAll, or a Globus limited proxy (data access, see the module docs).
+fn check_proxy(cert: &X509, kind: &ProxyKind) -> Result<(), AuthError> {
+    let subject = shown(cert.subject_name());
+    match kind {
+        ProxyKind::Rfc3820(ProxyPolicy::InheritAll | ProxyPolicy::Limited) => Ok(()),
+        ProxyKind::Rfc3820(ProxyPolicy::Independent) => Err(invalid(format!(
+            "proxy {subject} is an independent proxy (id-ppl-independent): it has none of the \
+             rights of the certificate it was made from; use an inheritAll proxy"
+        ))),
+        ProxyKind::Rfc3820(policy) => Err(invalid(format!(
+            "proxy {subject} has a proxy policy this broker does not understand ({policy}); only \
+             inheritAll and limited proxies are accepted"
+        ))),
+        _ => Err(invalid(format!(
+            "{subject} is not an RFC 3820 proxy certificate the broker accepts"
+        ))),
+    }
+}
+
+/// The end entity and its proxies must be fit for TLS client authentication.
+fn check_client_purpose(cert: &X509) -> Result<(), AuthError> {
+    match grid::client_auth(cert) {
+        ClientAuth::NoExtendedKeyUsage | ClientAuth::Permitted => Ok(()),
+        ClientAuth::NotPermitted(usages) => Err(invalid(format!(
+            "certificate {} is not for TLS clients: its extendedKeyUsage lists {} but not \
+             clientAuth",
+            shown(cert.subject_name()),
+            usages.join(", ")
+        ))),
+        _ => Err(invalid(format!(
+            "certificate {}: its extendedKeyUsage does not parse",
+            shown(cert.subject_name())
+        ))),
+    }
+}
+
+/// Reads the CRL files and assigns each to the CAs of its issuer name (OpenSSL's name
+/// comparison) whose key verifies it; logs which CAs have a usable CRL, which have none,
+/// and which CRL files are broken or belong to no CA.
+fn load_crls(
+    dir: &Path,
+    cas: &[X509],
+    crl_files: Vec<PathBuf>,
+) -> Result<ByName<CrlState>, AuthError> {
+    let mut crls = ByName::new();
+    let mut usable: Vec<String> = Vec::new();
+    for path in crl_files {
+        let bytes = std::fs::read(&path)
+            .map_err(|e| config_error(format!("cannot read {}: {e}", path.display())))?;
+        let crl = match X509Crl::from_pem(&bytes).or_else(|_| X509Crl::from_der(&bytes)) {
+            Ok(crl) => crl,
+            Err(_) => {
+                // Without the issuer name we cannot tell whose CRL it was; the CRL of
+                // that CA is then simply missing (like a CA without a CRL).
+                tracing::warn!(file = %path.display(),
+                    "unparsable CRL ignored; its CA is treated as having no CRL");
+                continue;
+            }
+        };
+        let issuer_text = shown(crl.issuer_name());
+        let named: Vec<&X509> = cas
+            .iter()
+            .filter(|c| same_name(c.subject_name(), crl.issuer_name()))
+            .collect();
+        if named.is_empty() {
+            tracing::warn!(file = %path.display(), issuer = %issuer_text,
+                "CRL matches no CA in the directory; ignored");
+            continue;
+        }
+        let signer = named.iter().find(|c| {
+            c.public_key()
+                .is_ok_and(|k| crl.verify(&k).unwrap_or(false))
+        });
+        let issuer = crl
+            .issuer_name()
+            .to_owned()
+            .map_err(|e| config_error(format!("copying a name: {e}")))?;
+        let state = match signer {
+            Some(ca) => {
+                usable.push(format!("{} ({})", shown(ca.subject_name()), path.display()));
+                CrlState::Usable(crl)
+            }
+            None => {
+                tracing::warn!(file = %path.display(), issuer = %issuer_text,
+                    "CRL signature does not verify against the CA of its issuer name; that CA's certificates will be refused");
+                CrlState::Broken(format!(
+                    "CRL of {issuer_text} in {} does not verify",
+                    path.display()
+                ))
+            }
+        };
+        crls.push(&issuer, state)?;
+    }
+    let without: Vec<String> = cas
+        .iter()
+        .filter(|c| crls.get(c.subject_name()).next().is_none())
+        .map(|c| shown(c.subject_name()))
+        .collect();
+    tracing::info!(dir = %dir.display(), count = usable.len(), cas = %usable.join("; "),
+        "CAs with a usable CRL");
+    if !without.is_empty() {
+        tracing::info!(dir = %dir.display(), count = without.len(), cas = %without.join("; "),
+            "CAs without a CRL (their certificates are not checked for revocation)");
+    }
+    Ok(crls)
+}
+
 /// Each CA's namespace constraints (nothing when `mode` is `Off`), with the start-up warnings.
 fn load_namespaces(
     dir: &Path,
     cas: &[X509],
     mode: NamespaceMode,
-) -> Result<HashMap<Vec<u8>, NamespaceState>, AuthError> {
-    let mut states = HashMap::new();
+) -> Result<ByName<NamespaceState>, AuthError> {
+    let mut states = ByName::new();
     if mode == NamespaceMode::Off {
         tracing::warn!(dir = %dir.display(),
             "tls.namespaces = \"off\": IGTF namespaces are not enforced, every CA in the directory is trusted for every subject DN");
@@ -395,31 +571,24 @@ fn load_namespaces(
     }
     let mut missing = Vec::new();
     for ca in cas {
-        let der = ca
-            .subject_name()
-            .to_der()
-            .map_err(|e| config_error(e.to_string()))?;
-        if states.contains_key(&der) {
+        if states.get(ca.subject_name()).next().is_some() {
             continue;
         }
         let hash = format!("{:08x}", ca.subject_name_hash());
         let state = match namespaces::load_for_hash(dir, &hash) {
             Ok(Some(ns)) => NamespaceState::Policy(ns),
             Ok(None) => {
-                missing.push(format!(
-                    "{} ({hash})",
-                    name_to_grid_string(ca.subject_name())
-                ));
+                missing.push(format!("{} ({hash})", shown(ca.subject_name())));
                 NamespaceState::Missing
             }
             Err(e) => {
                 let reason = error_chain(&e);
-                tracing::error!(error = %reason, ca = %name_to_grid_string(ca.subject_name()),
+                tracing::error!(error = %reason, ca = %shown(ca.subject_name()),
                     "namespace policy file unusable; this CA's certificates will be refused");
                 NamespaceState::Broken(reason)
             }
         };
-        states.insert(der, state);
+        states.push(ca.subject_name(), state)?;
     }
     if !missing.is_empty() {
         let cas = missing.join(", ");
@@ -450,76 +619,6 @@ fn unix_time(t: &openssl::asn1::Asn1TimeRef) -> Result<i64, AuthError> {
         .diff(t)
         .map_err(|e| invalid(format!("certificate time unreadable: {e}")))?;
     Ok(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
-}
-
-/// True if `cert` carries the RFC 3820 proxyCertInfo extension.
-fn is_proxy(cert: &X509) -> bool {
-    let Ok(der) = cert.to_der() else {
-        return false;
-    };
-    extension_oids(&der).is_some_and(|oids| oids.contains(&OID_PROXY_CERT_INFO))
-}
-
-/// One DER TLV: (tag, content, rest). Definite lengths only (DER).
-fn tlv(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = buf.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7F);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
-}
-
-/// The extension OIDs (DER content bytes) of a certificate, or None if it does not parse.
-fn extension_oids(cert_der: &[u8]) -> Option<Vec<&[u8]>> {
-    const SEQUENCE: u8 = 0x30;
-    const EXTENSIONS: u8 = 0xA3; // [3] EXPLICIT, constructed
-    const OID: u8 = 0x06;
-    let (tag, cert, _) = tlv(cert_der)?;
-    if tag != SEQUENCE {
-        return None;
-    }
-    let (tag, mut tbs, _) = tlv(cert)?;
-    if tag != SEQUENCE {
-        return None;
-    }
-    let mut oids = Vec::new();
-    while !tbs.is_empty() {
-        let (tag, content, rest) = tlv(tbs)?;
-        tbs = rest;
-        if tag != EXTENSIONS {
-            continue;
-        }
-        let (tag, mut exts, _) = tlv(content)?;
-        if tag != SEQUENCE {
-            return None;
-        }
-        while !exts.is_empty() {
-            let (tag, ext, rest) = tlv(exts)?;
-            exts = rest;
-            if tag != SEQUENCE {
-                return None;
-            }
-            let (tag, oid, _) = tlv(ext)?;
-            if tag != OID {
-                return None;
-            }
-            oids.push(oid);
-        }
-    }
-    Some(oids)
 }
 
 #[cfg(test)]

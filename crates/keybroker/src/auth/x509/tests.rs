@@ -2,14 +2,16 @@
 //! RFC 3820 proxy of it (proxyCertInfo via the config-string API), an untrusted CA, an
 //! expired certificate, a CRL.
 use super::*;
-use openssl::asn1::{Asn1Integer, Asn1Object, Asn1OctetString};
+use openssl::asn1::{Asn1Integer, Asn1Object, Asn1OctetString, Asn1Type};
 use openssl::bn::BigNum;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
-use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectKeyIdentifier};
+use openssl::x509::extension::{
+    BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectKeyIdentifier,
+};
 use openssl::x509::{
-    X509CrlBuilder, X509Extension, X509Name, X509NameBuilder, X509RevokedBuilder,
+    X509CrlBuilder, X509Extension, X509Name, X509NameBuilder, X509NameRef, X509RevokedBuilder,
 };
 
 const EE_DN: &[(&str, &str)] = &[
@@ -43,7 +45,44 @@ struct Issued {
 enum Kind {
     Ca,
     EndEntity,
+    /// An end entity with extendedKeyUsage (serverAuth, clientAuth).
+    EndEntityEku {
+        server: bool,
+        client: bool,
+    },
+    /// An id-ppl-inheritAll RFC 3820 proxy.
     Proxy,
+    /// A proxy with this proxyCertInfo extension OID and policy language.
+    ProxyWith {
+        extension: &'static str,
+        language: &'static str,
+    },
+}
+
+const PROXY_CERT_INFO: &str = "1.3.6.1.5.5.7.1.14";
+const DRAFT_PROXY_CERT_INFO: &str = "1.3.6.1.4.1.3536.1.222";
+const INHERIT_ALL: &str = "1.3.6.1.5.5.7.21.1";
+const INDEPENDENT: &str = "1.3.6.1.5.5.7.21.2";
+const LIMITED: &str = "1.3.6.1.4.1.3536.1.1.1.9";
+
+/// A critical proxyCertInfo-shaped extension: SEQUENCE { SEQUENCE { language } }.
+fn proxy_extension(extension: &str, language: &str) -> X509Extension {
+    let lang = Asn1Object::from_str(language)
+        .expect("oid")
+        .as_slice()
+        .to_vec();
+    let mut policy = vec![0x06, lang.len() as u8];
+    policy.extend_from_slice(&lang);
+    let mut inner = vec![0x30, policy.len() as u8];
+    inner.extend_from_slice(&policy);
+    let mut value = vec![0x30, inner.len() as u8];
+    value.extend_from_slice(&inner);
+    X509Extension::new_from_der(
+        &Asn1Object::from_str(extension).expect("oid"),
+        true,
+        &Asn1OctetString::new_from_bytes(&value).expect("octets"),
+    )
+    .expect("proxyCertInfo")
 }
 
 fn issue(
@@ -85,7 +124,7 @@ fn issue(
             )
             .expect("ext");
         }
-        Kind::EndEntity => {
+        Kind::EndEntity | Kind::EndEntityEku { .. } => {
             b.append_extension(BasicConstraints::new().critical().build().expect("bc"))
                 .expect("ext");
             b.append_extension(
@@ -97,8 +136,18 @@ fn issue(
                     .expect("ku"),
             )
             .expect("ext");
+            if let Kind::EndEntityEku { server, client } = kind {
+                let mut eku = ExtendedKeyUsage::new();
+                if server {
+                    eku.server_auth();
+                }
+                if client {
+                    eku.client_auth();
+                }
+                b.append_extension(eku.build().expect("eku")).expect("ext");
+            }
         }
-        Kind::Proxy => {
+        Kind::Proxy | Kind::ProxyWith { .. } => {
             b.append_extension(
                 KeyUsage::new()
                     .critical()
@@ -108,20 +157,15 @@ fn issue(
                     .expect("ku"),
             )
             .expect("ext");
-            // ProxyCertInfo ::= SEQUENCE { pCPathLenConstraint omitted,
-            //   proxyPolicy SEQUENCE { policyLanguage id-ppl-inheritAll (1.3.6.1.5.5.7.21.1) } }
-            let value: &[u8] = &[
-                0x30, 0x0C, 0x30, 0x0A, 0x06, 0x08, 0x2B, 0x06, 0x01, 0x05, 0x05, 0x07, 0x15,
-                0x01,
-            ];
-            let oid = Asn1Object::from_str("1.3.6.1.5.5.7.1.14").expect("oid");
-            let ext = X509Extension::new_from_der(
-                &oid,
-                true,
-                &Asn1OctetString::new_from_bytes(value).expect("octets"),
-            )
-            .expect("proxyCertInfo");
-            b.append_extension(ext).expect("ext");
+            let (extension, language) = match kind {
+                Kind::ProxyWith {
+                    extension,
+                    language,
+                } => (extension, language),
+                _ => (PROXY_CERT_INFO, INHERIT_ALL),
+            };
+            b.append_extension(proxy_extension(extension, language))
+                .expect("ext");
         }
     }
     let signer = issuer.map_or(&key, |i| &i.key);
@@ -140,6 +184,10 @@ fn now_unix() -> i64 {
 }
 
 fn proxy_of(ee: &Issued, serial: u32) -> Issued {
+    proxy_of_kind(ee, serial, Kind::Proxy)
+}
+
+fn proxy_of_kind(ee: &Issued, serial: u32, kind: Kind) -> Issued {
     let mut parts: Vec<(String, String)> = ee
         .cert
         .subject_name()
@@ -156,7 +204,7 @@ fn proxy_of(ee: &Issued, serial: u32) -> Issued {
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
-    issue(&name(&borrowed), Kind::Proxy, serial, Some(ee), (0, 1))
+    issue(&name(&borrowed), kind, serial, Some(ee), (0, 1))
 }
 
 struct Pki {
@@ -209,7 +257,7 @@ fn signing_policy(ca: &X509, globs: &[&str]) -> String {
     let globs: Vec<String> = globs.iter().map(|g| format!("\"{g}\"")).collect();
     format!(
         "# EACL\n access_id_CA   X509    '{}'\n pos_rights     globus  CA:sign\n cond_subjects  globus  '{}'\n",
-        name_to_grid_string(ca.subject_name()),
+        grid::grid_dn_display(ca.subject_name()),
         globs.join(" ")
     )
 }
@@ -227,6 +275,10 @@ fn pki() -> Pki {
         &signing_policy(&ca.cert, &[RCAUTH_NAMESPACE]),
     );
     Pki { dir, ca, ee }
+}
+
+fn is_proxy(cert: &X509) -> bool {
+    !matches!(grid::proxy_kind(cert), ProxyKind::NotProxy)
 }
 
 fn der(certs: &[&X509]) -> Vec<Vec<u8>> {
@@ -331,8 +383,25 @@ fn untrusted_expired_and_bad_proxies_refused() {
 }
 
 fn write_crl(p: &Pki, revoked: &[&X509], signer: &Issued, next_update_days: i64) {
+    write_crl_as(
+        p,
+        p.ca.cert.subject_name(),
+        revoked,
+        signer,
+        next_update_days,
+    );
+}
+
+/// A CRL that names `issuer` (the CA's name, perhaps encoded differently) as its issuer.
+fn write_crl_as(
+    p: &Pki,
+    issuer: &X509NameRef,
+    revoked: &[&X509],
+    signer: &Issued,
+    next_update_days: i64,
+) {
     let mut b = X509CrlBuilder::new().expect("crl");
-    b.set_issuer_name(p.ca.cert.subject_name()).expect("issuer");
+    b.set_issuer_name(issuer).expect("issuer");
     b.set_last_update(&Asn1Time::from_unix(now_unix() - 3600).expect("t"))
         .expect("last");
     b.set_next_update(&Asn1Time::from_unix(now_unix() + next_update_days * 86_400).expect("t"))
@@ -467,7 +536,7 @@ fn namespace_of_the_ca_admits_its_users_and_their_proxies_only() {
     let policy = format!("{:08x}.signing_policy", p.ca.cert.subject_name_hash());
     assert!(
         r.contains("/DC=eu/DC=rcauth/CN=Outsider is outside the namespace")
-            && r.contains(&name_to_grid_string(p.ca.cert.subject_name()))
+            && r.contains(&grid::grid_dn_display(p.ca.cert.subject_name()))
             && r.contains(&policy),
         "names subject, issuer and file: {r}"
     );
@@ -569,8 +638,7 @@ fn ca_without_policy_files_signs_nothing_unless_if_present() {
     v.verify_chain(&der(&[&p.ee.cert]))
         .expect("RCAuth unaffected");
 
-    let v =
-        CertVerifier::from_ca_dir_with(p.dir.path(), NamespaceMode::IfPresent).expect("load");
+    let v = CertVerifier::from_ca_dir_with(p.dir.path(), NamespaceMode::IfPresent).expect("load");
     let id = v
         .verify_chain(&der(&[&bob.cert]))
         .expect("if-present: no file, no constraint");
@@ -688,14 +756,201 @@ fn file_name_conventions() {
     assert!(is_hashed_crl("1a2b3c4d.r0") && !is_hashed_crl("1a2b3c4d.r"));
 }
 
+/// A name whose attribute values all have the ASN.1 string type `ty`.
+fn typed_name(parts: &[(&str, &str)], ty: Asn1Type) -> X509Name {
+    let mut b = X509NameBuilder::new().expect("name");
+    for (k, v) in parts {
+        b.append_entry_by_text_with_type(k, v, ty).expect("entry");
+    }
+    b.build()
+}
+
 #[test]
-fn tlv_reader_refuses_truncation() {
-    assert!(tlv(&[0x30]).is_none());
-    assert!(tlv(&[0x30, 0x05, 0x00]).is_none());
-    assert!(tlv(&[0x30, 0x81]).is_none());
-    assert_eq!(
-        tlv(&[0x04, 0x01, 0xAA, 0xBB]),
-        Some((0x04, &[0xAA][..], &[0xBB][..]))
+fn crl_is_matched_to_its_ca_as_openssl_compares_names_not_by_der() {
+    let parts = [
+        ("DC", "eu"),
+        ("DC", "rcauth"),
+        ("O", "Certification Authorities"),
+        (
+            "CN",
+            "Research and Collaboration Authentication Pilot G1 CA",
+        ),
+    ];
+    let ca = issue(
+        &typed_name(&parts, Asn1Type::PRINTABLESTRING),
+        Kind::Ca,
+        1,
+        None,
+        (-1, 365),
     );
-    assert!(extension_oids(&[0x30, 0x00]).is_none());
+    let ee = issue(&name(EE_DN), Kind::EndEntity, 2, Some(&ca), (-1, 11));
+    let dir = tempfile::tempdir().expect("tempdir");
+    install(dir.path(), &ca.cert);
+    write_policy(
+        dir.path(),
+        &ca.cert,
+        "signing_policy",
+        &signing_policy(&ca.cert, &[RCAUTH_NAMESPACE]),
+    );
+    let p = Pki { dir, ca, ee };
+    // The CRL names its issuer with UTF8Strings, the CA certificate with PrintableStrings.
+    let crl_issuer = typed_name(&parts, Asn1Type::UTF8STRING);
+    assert_ne!(
+        crl_issuer.to_der().expect("der"),
+        p.ca.cert.subject_name().to_der().expect("der")
+    );
+    let v = CertVerifier::from_ca_dir(p.dir.path()).expect("load");
+    v.verify_chain(&der(&[&p.ee.cert])).expect("no CRL yet");
+    write_crl_as(&p, &crl_issuer, &[&p.ee.cert], &p.ca, 7);
+    let v = CertVerifier::from_ca_dir(p.dir.path()).expect("load");
+    let r = reason(v.verify_chain(&der(&[&p.ee.cert])));
+    assert!(r.contains("revoked") && r.contains(EE_GRID), "{r}");
+    let proxy = proxy_of(&p.ee, 12);
+    assert!(reason(v.verify_chain(&der(&[&proxy.cert, &p.ee.cert]))).contains("revoked"));
+    // An expired CRL in the other encoding fails that CA closed, too.
+    write_crl_as(&p, &crl_issuer, &[], &p.ca, -1);
+    let v = CertVerifier::from_ca_dir(p.dir.path()).expect("load");
+    assert!(reason(v.verify_chain(&der(&[&p.ee.cert]))).contains("expired"));
+}
+
+#[test]
+fn proxy_policy_languages() {
+    let p = pki();
+    let v = CertVerifier::from_ca_dir(p.dir.path()).expect("load");
+    let with = |serial, extension, language| {
+        proxy_of_kind(
+            &p.ee,
+            serial,
+            Kind::ProxyWith {
+                extension,
+                language,
+            },
+        )
+    };
+
+    let inherit = with(200, PROXY_CERT_INFO, INHERIT_ALL);
+    let id = v
+        .verify_chain(&der(&[&inherit.cert, &p.ee.cert]))
+        .expect("inheritAll");
+    assert_eq!(id.dn.as_deref(), Some(EE_GRID));
+
+    // Limited proxies: data access, accepted (see the module docs), and proxies of them.
+    let limited = with(201, PROXY_CERT_INFO, LIMITED);
+    let id = v
+        .verify_chain(&der(&[&limited.cert, &p.ee.cert]))
+        .expect("limited");
+    assert_eq!(id.dn.as_deref(), Some(EE_GRID));
+    let limited2 = proxy_of_kind(
+        &limited,
+        2011,
+        Kind::ProxyWith {
+            extension: PROXY_CERT_INFO,
+            language: LIMITED,
+        },
+    );
+    v.verify_chain(&der(&[&limited2.cert, &limited.cert, &p.ee.cert]))
+        .expect("limited proxy of a limited proxy");
+
+    let independent = with(202, PROXY_CERT_INFO, INDEPENDENT);
+    let r = reason(v.verify_chain(&der(&[&independent.cert, &p.ee.cert])));
+    assert!(
+        r.contains("independent proxy") && r.contains(EE_GRID),
+        "{r}"
+    );
+    // An inheritAll proxy of an independent one inherits nothing either.
+    let below = proxy_of(&independent, 203);
+    let r = reason(v.verify_chain(&der(&[&below.cert, &independent.cert, &p.ee.cert])));
+    assert!(r.contains("independent proxy"), "{r}");
+
+    let unknown = with(204, PROXY_CERT_INFO, "1.3.6.1.4.1.99999.1");
+    let r = reason(v.verify_chain(&der(&[&unknown.cert, &p.ee.cert])));
+    assert!(
+        r.contains("does not understand") && r.contains("1.3.6.1.4.1.99999.1"),
+        "{r}"
+    );
+
+    // Pre-RFC proxies: the GSI-3 draft extension, and Globus Toolkit 2's CN=proxy.
+    let draft = with(205, DRAFT_PROXY_CERT_INFO, INHERIT_ALL);
+    let r = reason(v.verify_chain(&der(&[&draft.cert, &p.ee.cert])));
+    assert!(r.contains("GSI-3") && r.contains("RFC 3820"), "{r}");
+    let gt2 = issue(
+        &name(&[EE_DN, &[("CN", "proxy")]].concat()),
+        Kind::EndEntity,
+        206,
+        Some(&p.ee),
+        (0, 1),
+    );
+    let r = reason(v.verify_chain(&der(&[&gt2.cert, &p.ee.cert])));
+    assert!(r.contains("Globus Toolkit 2"), "{r}");
+}
+
+#[test]
+fn end_entity_must_be_fit_for_tls_clients() {
+    let p = pki();
+    let v = CertVerifier::from_ca_dir(p.dir.path()).expect("load");
+    let host = |serial, server, client| {
+        issue(
+            &name(&[
+                ("DC", "eu"),
+                ("DC", "rcauth"),
+                ("DC", "rcauth-clients"),
+                ("CN", "host.example.org"),
+            ]),
+            Kind::EndEntityEku { server, client },
+            serial,
+            Some(&p.ca),
+            (-1, 5),
+        )
+    };
+    let server_only = host(300, true, false);
+    let r = reason(v.verify_chain(&der(&[&server_only.cert])));
+    assert!(
+        r.contains("not for TLS clients")
+            && r.contains("serverAuth")
+            && r.contains("/CN=host.example.org"),
+        "{r}"
+    );
+    // Its proxies inherit the purpose.
+    let proxy = proxy_of(&server_only, 301);
+    let r = reason(v.verify_chain(&der(&[&proxy.cert, &server_only.cert])));
+    assert!(r.contains("not for TLS clients"), "{r}");
+    // A grid host certificate used by a robot: serverAuth and clientAuth.
+    let both = host(302, true, true);
+    v.verify_chain(&der(&[&both.cert])).expect("both");
+    let proxy = proxy_of(&both, 303);
+    v.verify_chain(&der(&[&proxy.cert, &both.cert]))
+        .expect("proxy of a host certificate");
+    v.verify_chain(&der(&[&host(304, false, true).cert]))
+        .expect("clientAuth only");
+    // No extendedKeyUsage at all (the usual user certificate).
+    v.verify_chain(&der(&[&p.ee.cert])).expect("no EKU");
+}
+
+#[test]
+fn a_slash_inside_a_value_does_not_give_another_users_dn() {
+    let p = pki();
+    let v = CertVerifier::from_ca_dir(p.dir.path()).expect("load");
+    // One O value "EGI Foundation/CN=Jane Doe …" and no CN: inside the RCAuth namespace.
+    let forged = ee(
+        &[
+            ("DC", "eu"),
+            ("DC", "rcauth"),
+            ("DC", "rcauth-clients"),
+            ("O", "EGI Foundation/CN=Jane Doe 7ewsApjEZsBcCLz-"),
+        ],
+        400,
+        &p.ca,
+    );
+    let id = v
+        .verify_chain(&der(&[&forged.cert]))
+        .expect("a valid certificate");
+    assert_ne!(id.dn.as_deref(), Some(EE_GRID));
+    assert_eq!(
+        id.dn.as_deref(),
+        Some(
+            "/DC=eu/DC=rcauth/DC=rcauth-clients/O=EGI Foundation\\x2FCN=Jane Doe 7ewsApjEZsBcCLz-"
+        )
+    );
+    let real = v.verify_chain(&der(&[&p.ee.cert])).expect("Jane");
+    assert_eq!(real.dn.as_deref(), Some(EE_GRID));
 }
