@@ -420,11 +420,13 @@ fn refuse_legacy_proxies(presented: &[X509]) -> Result<(), AuthError> {
     for cert in presented {
         let subject = shown(cert.subject_name());
         match grid::proxy_kind(cert) {
-            ProxyKind::DraftGsi3 => return Err(invalid(format!(
+            ProxyKind::DraftGsi3 => {
+                return Err(invalid(format!(
                 "{subject} is a pre-RFC 3820 (GSI-3 draft, proxyCertInfo 1.3.6.1.4.1.3536.1.222) \
                      proxy; only RFC 3820 proxies are accepted (voms-proxy-init -rfc, \
                      grid-proxy-init -rfc; the default of current tools)"
-            ))),
+            )))
+            }
             ProxyKind::Malformed => {
                 return Err(invalid(format!(
                     "{subject}: its proxyCertInfo or extensions do not parse"
