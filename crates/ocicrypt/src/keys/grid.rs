@@ -31,6 +31,8 @@
 //! So the grammar is `DN = *("/" RDN)`, `RDN = AVA *("+" AVA)`, `AVA = TYPE "=" VALUE`,
 //! `TYPE = 1*(ALPHA / DIGIT / "-" / ".")`, and a value contains no raw `/`, `+` or `\`:
 //! splitting on `/`, then `+`, then the first `=`, then undoing `\xHH`, gives back the name.
+//! [`parse_grid_dn`] does that, and refuses text the formatter never writes (for checking
+//! DNs that people type, such as grants).
 //!
 //! Compared with what this project printed before, ordinary names (letters, digits, spaces,
 //! `-.,'@():=` and non-ASCII letters, single-valued RDNs) print exactly as before, so
@@ -200,6 +202,76 @@ fn push_escaped(out: &mut String, value: &str) {
             out.push(c);
         }
     }
+}
+
+/// One attribute value of a parsed DN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DnValue {
+    /// A string value, escapes undone.
+    Text(String),
+    /// A value written `\#hex`: the DER of a value that is not a valid string.
+    Der(Vec<u8>),
+}
+
+/// A DN in the grid form parsed back: RDNs, each a list of (attribute type, value). The
+/// inverse of [`grid_dn`], for checking DNs people write (grants) before they are stored:
+/// an error says what is wrong, e.g. a `/`-separated part without `=`, which is what a `/`
+/// inside a value written without its `\x2F` escape gives.
+pub fn parse_grid_dn(dn: &str) -> Result<Vec<Vec<(String, DnValue)>>> {
+    let bad = |reason: String| Error::X509Name(format!("{dn:?}: {reason}"));
+    if dn.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(rest) = dn.strip_prefix('/') else {
+        return Err(bad("a DN starts with /".into()));
+    };
+    rest.split('/')
+        .map(|rdn| {
+            rdn.split('+')
+                .map(|ava| {
+                    let Some((t, v)) = ava.split_once('=') else {
+                        return Err(bad(format!(
+                            "{ava:?} has no '=' (a / or + inside a value is written \\x2F or \\x2B)"
+                        )));
+                    };
+                    if t.is_empty()
+                        || !t
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                    {
+                        return Err(bad(format!("{t:?} is not an attribute type")));
+                    }
+                    if let Some(h) = v.strip_prefix("\\#") {
+                        let der =
+                            hex::decode(h).map_err(|_| bad(format!("{v:?} is not \\# and hex")))?;
+                        return Ok((t.to_owned(), DnValue::Der(der)));
+                    }
+                    let mut bytes = Vec::with_capacity(v.len());
+                    let mut it = v.bytes();
+                    while let Some(b) = it.next() {
+                        if b != b'\\' {
+                            bytes.push(b);
+                            continue;
+                        }
+                        let escape = [it.next(), it.next(), it.next()];
+                        let byte = match escape {
+                            [Some(b'x'), Some(hi), Some(lo)] => std::str::from_utf8(&[hi, lo])
+                                .ok()
+                                .and_then(|h| u8::from_str_radix(h, 16).ok()),
+                            _ => None,
+                        };
+                        bytes.push(byte.ok_or_else(|| {
+                            bad(format!("{v:?}: a \\ starts \\xHH (\\ itself is \\x5C)"))
+                        })?);
+                    }
+                    let text = String::from_utf8(bytes)
+                        .map_err(|_| bad(format!("{v:?}: the \\xHH escapes are not UTF-8")))?;
+                    Ok((t.to_owned(), DnValue::Text(text)))
+                })
+                .collect()
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -148,6 +148,10 @@ fn invisible_and_undecodable_values_are_escaped() {
     );
     let bad_utf8 = name_der(&[&[(CN, UTF8, &[0xFF])]]);
     assert_eq!(grid_dn_from_der(&bad_utf8).expect("dn"), "/CN=\\#0c01ff");
+    assert_eq!(
+        parse_grid_dn("/CN=\\#0c01ff").expect("parses"),
+        vec![vec![("CN".into(), DnValue::Der(vec![0x0C, 0x01, 0xFF]))]]
+    );
     let lone_surrogate = name_der(&[&[(CN, 0x1E, &[0xD8, 0x00])]]);
     assert_eq!(
         grid_dn_from_der(&lone_surrogate).expect("dn"),
@@ -161,51 +165,39 @@ fn invisible_and_undecodable_values_are_escaped() {
 
 // ---- unambiguity: a parser of the form, and a round trip over tricky names -----------
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Value {
-    Text(String),
-    Der(Vec<u8>),
+fn parse(s: &str) -> Vec<Vec<(String, DnValue)>> {
+    parse_grid_dn(s).expect("parses")
 }
 
-/// The inverse of `grid_dn`, written from the grammar in the module docs.
-fn parse(s: &str) -> Vec<Vec<(String, Value)>> {
-    if s.is_empty() {
-        return Vec::new();
+#[test]
+fn parse_refuses_what_the_formatter_never_writes() {
+    for bad in [
+        "CN=x",
+        "/DC=eu/O=EGI Foundation/CN=host/grid.example.org",
+        "/CN=a+b",
+        "/=x",
+        "/C N=x",
+        "/CN=a\\/b",
+        "/CN=a\\x2",
+        "/CN=a\\xZZ",
+        "/CN=\\#zz",
+        "/CN=\\xFF",
+    ] {
+        assert!(parse_grid_dn(bad).is_err(), "{bad}");
     }
-    let rest = s.strip_prefix('/').expect("starts with /");
-    rest.split('/')
-        .map(|rdn| {
-            rdn.split('+')
-                .map(|ava| {
-                    let (t, v) = ava.split_once('=').expect("has =");
-                    assert!(t
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
-                    if let Some(h) = v.strip_prefix("\\#") {
-                        return (t.to_owned(), Value::Der(hex::decode(h).expect("hex")));
-                    }
-                    let mut bytes = Vec::new();
-                    let mut it = v.bytes();
-                    while let Some(b) = it.next() {
-                        if b == b'\\' {
-                            assert_eq!(it.next(), Some(b'x'));
-                            let hi = it.next().expect("hex");
-                            let lo = it.next().expect("hex");
-                            let h = [hi, lo];
-                            let h = std::str::from_utf8(&h).expect("ascii");
-                            bytes.push(u8::from_str_radix(h, 16).expect("hex"));
-                        } else {
-                            bytes.push(b);
-                        }
-                    }
-                    (
-                        t.to_owned(),
-                        Value::Text(String::from_utf8(bytes).expect("utf8")),
-                    )
-                })
-                .collect()
-        })
-        .collect()
+    let r = parse_grid_dn("/CN=host/grid.example.org").expect_err("no =");
+    assert!(r.to_string().contains("\\x2F"), "{r}");
+    assert_eq!(
+        parse("/CN=host\\x2Fgrid.example.org+UID=x/O=a=b"),
+        vec![
+            vec![
+                ("CN".into(), DnValue::Text("host/grid.example.org".into())),
+                ("UID".into(), DnValue::Text("x".into())),
+            ],
+            vec![("O".into(), DnValue::Text("a=b".into()))],
+        ]
+    );
+    assert_eq!(parse(""), Vec::<Vec<(String, DnValue)>>::new());
 }
 
 #[test]
@@ -260,11 +252,11 @@ fn the_form_round_trips_over_tricky_names() {
         let borrowed: Vec<&[(&str, u8, &[u8])]> = owned.iter().map(Vec::as_slice).collect();
         let der = name_der(&borrowed);
         let text = grid_dn_from_der(&der).expect("dn");
-        let expected: Vec<Vec<(String, Value)>> = rdns
+        let expected: Vec<Vec<(String, DnValue)>> = rdns
             .iter()
             .map(|r| {
                 r.iter()
-                    .map(|(_, s, v)| ((*s).to_owned(), Value::Text(v.clone())))
+                    .map(|(_, s, v)| ((*s).to_owned(), DnValue::Text(v.clone())))
                     .collect()
             })
             .collect();
