@@ -18,8 +18,9 @@
 //! only if they have the same RDN structure, attribute types and decoded values.
 //! - The attributes of a multi-valued RDN are joined by `+` (`/CN=Jane+UID=jd`), not `/`.
 //! - In values, each of `\`, `/`, `+`, the control characters (C0, DEL, C1) and the
-//!   invisible format characters that can reorder or hide text (bidi controls, zero-width
-//!   characters, BOM) is written as `\xHH` per UTF-8 byte (`/` is `\x2F`, `+` is `\x2B`,
+//!   invisible format characters that can reorder, break or hide text (bidi controls, line
+//!   and paragraph separators, zero-width characters, soft hyphen, BOM) is written as `\xHH`
+//!   per UTF-8 byte (`/` is `\x2F`, `+` is `\x2B`,
 //!   `\` is `\x5C`, a NUL is `\x00`). Every other character, `=` and non-ASCII letters
 //!   included, is written as itself. `=` needs no escape: attribute types never contain one,
 //!   so the first `=` of an attribute ends its type.
@@ -185,9 +186,10 @@ fn push_value(out: &mut String, ava: &mut SliceReader<'_>) -> der::Result<()> {
 fn must_escape(c: char) -> bool {
     matches!(c, '\\' | '/' | '+')
         || c.is_control()
-        // Invisible format characters: zero-width space/joiners, LRM/RLM, bidi embeddings,
-        // overrides and isolates, word joiner and invisible operators, BOM.
-        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        // Invisible format characters: zero-width space/joiners, LRM/RLM, line and paragraph
+        // separators, bidi embeddings, overrides and isolates, word joiner and invisible
+        // operators, BOM (a superset of what `layercrypt_proto::text` escapes for display).
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
             | '\u{2066}'..='\u{2069}' | '\u{FEFF}' | '\u{00AD}' | '\u{061C}' | '\u{180E}')
 }
 

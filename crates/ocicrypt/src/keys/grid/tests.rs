@@ -146,6 +146,11 @@ fn invisible_and_undecodable_values_are_escaped() {
         grid_dn_from_der(&bidi).expect("dn"),
         "/CN=a\\xE2\\x80\\xAEb\\xE2\\x80\\x8Bc\\x0A"
     );
+    let separator = name_der(&[&[(CN, UTF8, "a\u{2028}b".as_bytes())]]);
+    assert_eq!(
+        grid_dn_from_der(&separator).expect("dn"),
+        "/CN=a\\xE2\\x80\\xA8b"
+    );
     let bad_utf8 = name_der(&[&[(CN, UTF8, &[0xFF])]]);
     assert_eq!(grid_dn_from_der(&bad_utf8).expect("dn"), "/CN=\\#0c01ff");
     assert_eq!(
