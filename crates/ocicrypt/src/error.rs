@@ -140,6 +140,10 @@ pub enum Error {
     #[error("media type {0} cannot be encrypted (only OCI layer types can)")]
     UnsupportedMediaType(String),
 
+    /// An X.509 name could not be read (its DER is not a Name).
+    #[error("malformed X.509 name: {0}")]
+    X509Name(String),
+
     /// The cryptographic library failed.
     #[error("cryptographic library error")]
     Crypto(#[source] openssl::error::ErrorStack),

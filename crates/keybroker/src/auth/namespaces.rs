@@ -23,11 +23,11 @@
 //!   Subject patterns are POSIX extended regular expressions matched against the whole DN.
 //!   A matching DENY wins over any PERMIT; a subject no PERMIT matches is not permitted.
 //!
-//! DNs are compared in the grid `/K=V/…` form that [`name_to_grid_string`] produces (the form
+//! DNs are compared in the grid `/K=V/…` form that [`grid_dn`] produces (the form
 //! grants are written in), byte for byte: attribute names and case must be written as OpenSSL
 //! prints them (`emailAddress`, not `Email`).
 //!
-//! [`name_to_grid_string`]: layercrypt_ocicrypt::keywrap::pkcs7::name_to_grid_string
+//! [`grid_dn`]: layercrypt_ocicrypt::keys::grid::grid_dn
 //!
 //! Written by hand: no maintained Rust crate parses either format (the implementations are
 //! the C of Globus GSI, VOMS and gridsite, and the Java of canl-java). Both are small line

@@ -1,17 +1,15 @@
 //! Certificate summaries in grid conventions: one-line DNs (`/DC=eu/DC=rcauth/O=…/CN=…`)
-//! and RFC 3820 proxy detection.
+//! and proxy detection, both from [`super::grid`].
 
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
-use openssl::nid::Nid;
 use openssl::pkey::{Id, PKeyRef, Public};
-use openssl::x509::X509NameRef;
 
-use super::Certificate;
+use super::{grid, Certificate};
 
 /// What a user needs to see about a certificate.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CertificateSummary {
-    /// Subject DN, one-line grid form.
+    /// Subject DN, one-line grid form ([`grid::grid_dn`]).
     pub subject: String,
     /// Issuer DN, one-line grid form.
     pub issuer: String,
@@ -23,7 +21,7 @@ pub struct CertificateSummary {
     pub not_after: String,
     /// Key type and size, e.g. `RSA-2048`, `EC P-256`.
     pub key_type: String,
-    /// True for an RFC 3820 proxy certificate.
+    /// True for a proxy certificate ([`Certificate::is_proxy`]).
     pub is_proxy: bool,
 }
 
@@ -40,8 +38,8 @@ impl Certificate {
             .public_key()
             .map_or_else(|_| "unknown".into(), |k| key_description(&k));
         CertificateSummary {
-            subject: one_line_dn(x509.subject_name()),
-            issuer: one_line_dn(x509.issuer_name()),
+            subject: grid::grid_dn_display(x509.subject_name()),
+            issuer: grid::grid_dn_display(x509.issuer_name()),
             serial,
             not_before: format_time(x509.not_before()),
             not_after: format_time(x509.not_after()),
@@ -50,91 +48,11 @@ impl Certificate {
         }
     }
 
-    /// True if the certificate has the RFC 3820 proxyCertInfo extension
-    /// (1.3.6.1.5.5.7.1.14).
+    /// True if the certificate is a proxy certificate of any kind [`grid::proxy_kind`]
+    /// recognises (RFC 3820, the pre-RFC GSI-3 draft, or an unparsable proxyCertInfo).
     pub fn is_proxy(&self) -> bool {
-        // The openssl crate has no accessor for a certificate's extension list, so we walk the
-        // DER: Certificate → tbsCertificate → [3] Extensions → each Extension's extnID. OpenSSL
-        // already parsed the certificate, so the DER is well-formed.
-        self.x509()
-            .to_der()
-            .is_ok_and(|der| has_extension(&der, &PROXY_CERT_INFO))
+        !matches!(grid::proxy_kind(self.x509()), grid::ProxyKind::NotProxy)
     }
-}
-
-const PROXY_CERT_INFO: der::asn1::ObjectIdentifier =
-    der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.14");
-
-fn has_extension(cert_der: &[u8], wanted: &der::asn1::ObjectIdentifier) -> bool {
-    use der::asn1::{AnyRef, ObjectIdentifier};
-    use der::{Decode as _, Reader as _, Tag, TagNumber, Tagged as _};
-    let extensions_tag = Tag::ContextSpecific {
-        constructed: true,
-        number: TagNumber::N3,
-    };
-    let walk = || -> der::Result<bool> {
-        let cert = AnyRef::from_der(cert_der)?;
-        cert.sequence(|r| {
-            let tbs = AnyRef::decode(r)?;
-            // Skip signatureAlgorithm and signature.
-            while !r.is_finished() {
-                AnyRef::decode(r)?;
-            }
-            tbs.sequence(|t| {
-                let mut found = false;
-                while !t.is_finished() {
-                    let field = AnyRef::decode(t)?;
-                    if field.tag() != extensions_tag {
-                        continue;
-                    }
-                    let extensions = AnyRef::from_der(field.value())?;
-                    extensions.sequence(|exts| {
-                        while !exts.is_finished() {
-                            AnyRef::decode(exts)?.sequence(|ext| {
-                                found |= ObjectIdentifier::decode(ext)? == *wanted;
-                                while !ext.is_finished() {
-                                    AnyRef::decode(ext)?;
-                                }
-                                Ok(())
-                            })?;
-                        }
-                        Ok(())
-                    })?;
-                }
-                Ok(found)
-            })
-        })
-    };
-    walk().unwrap_or(false)
-}
-
-/// A DN in the one-line grid form: `/DC=eu/DC=rcauth/O=EGI Foundation/CN=Jane Doe`, in DER
-/// order (most significant first).
-pub(super) fn one_line_dn(name: &X509NameRef) -> String {
-    let mut out = String::new();
-    for entry in name.entries() {
-        let nid = entry.object().nid();
-        let key = match nid {
-            Nid::DOMAINCOMPONENT => "DC".to_owned(),
-            Nid::COUNTRYNAME => "C".to_owned(),
-            Nid::STATEORPROVINCENAME => "ST".to_owned(),
-            Nid::LOCALITYNAME => "L".to_owned(),
-            Nid::ORGANIZATIONNAME => "O".to_owned(),
-            Nid::ORGANIZATIONALUNITNAME => "OU".to_owned(),
-            Nid::COMMONNAME => "CN".to_owned(),
-            Nid::PKCS9_EMAILADDRESS => "emailAddress".to_owned(),
-            other => other
-                .short_name()
-                .map(str::to_owned)
-                .unwrap_or_else(|_| entry.object().to_string()),
-        };
-        let value = entry.data().to_string().unwrap_or_else(|_| "?".into());
-        out.push('/');
-        out.push_str(&key);
-        out.push('=');
-        out.push_str(&value);
-    }
-    out
 }
 
 /// `RSA-2048`, `EC P-256`, `Ed25519`, …

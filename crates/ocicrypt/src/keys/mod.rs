@@ -15,6 +15,7 @@
 
 mod cert;
 mod generate;
+pub mod grid;
 mod jwk;
 mod parse;
 mod pem;
@@ -200,7 +201,7 @@ impl Certificate {
 impl std::fmt::Debug for Certificate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Certificate")
-            .field("subject", &self.x509.subject_name())
+            .field("subject", &grid::grid_dn_display(self.x509.subject_name()))
             .field("source", &self.source)
             .finish()
     }

@@ -41,12 +41,13 @@ use openssl::hash::MessageDigest;
 use openssl::pkey::{Id, PKeyRef, Private, Public};
 use openssl::rsa::Padding;
 use openssl::symm::Cipher;
-use openssl::x509::{X509Name, X509NameRef};
+use openssl::x509::X509Name;
 use zeroize::Zeroizing;
 
 use super::{KeyWrapper, RecipientInfo};
 use crate::config::{DecryptConfig, EncryptConfig};
 use crate::error::{Error, Result};
+use crate::keys::grid::grid_dn_display;
 use crate::keys::{Certificate, PrivateKey};
 use crate::secret::SecretBytes;
 
@@ -196,46 +197,6 @@ impl KeyWrapper for Pkcs7KeyWrapper {
     }
 }
 
-/// Formats a distinguished name the way grid users know it (OpenSSL's one-line form):
-/// `/DC=eu/DC=rcauth/DC=rcauth-clients/O=EGI Foundation/CN=Jane Doe 7ewsApjEZsBcCLz-`.
-///
-/// Attribute names are OpenSSL's short names (`DC`, `C`, `O`, `OU`, `CN`, `L`, `ST`,
-/// `emailAddress`, …), unknown attributes print as dotted OIDs. Values are shown as UTF-8;
-/// control characters and `\` are escaped as `\xHH`. Multi-valued RDNs are printed as
-/// separate `/` components (the `openssl` crate does not expose the RDN grouping).
-pub fn name_to_grid_string(name: &X509NameRef) -> String {
-    let mut out = String::new();
-    for entry in name.entries() {
-        let object = entry.object();
-        let attr = match object.nid().short_name() {
-            Ok(short) if object.nid() != openssl::nid::Nid::UNDEF => short.to_owned(),
-            _ => object.to_string(),
-        };
-        out.push('/');
-        out.push_str(&attr);
-        out.push('=');
-        match entry.data().to_string() {
-            Ok(value) => {
-                for c in value.chars() {
-                    if c.is_control() || c == '\\' {
-                        for b in c.to_string().bytes() {
-                            out.push_str(&format!("\\x{b:02X}"));
-                        }
-                    } else {
-                        out.push(c);
-                    }
-                }
-            }
-            Err(_) => {
-                for b in entry.data().as_slice() {
-                    out.push_str(&format!("\\x{b:02X}"));
-                }
-            }
-        }
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------------------
 // Writing
 
@@ -273,7 +234,7 @@ fn envelope(certs: &[Certificate], plaintext: &[u8], layout: &Layout) -> Result<
             return Err(Error::Pkcs7(format!(
                 "recipient certificate {} ({}) has a {} key; PKCS#7 recipients need an RSA key \
                  (ocicrypt's PKCS#7 uses RSA key transport)",
-                name_to_grid_string(cert.x509().subject_name()),
+                grid_dn_display(cert.x509().subject_name()),
                 cert.source(),
                 key_type_name(public.id()),
             )));
@@ -574,7 +535,7 @@ impl<'a> KeyTrans<'a> {
         let name = X509Name::from_der(self.issuer)
             .map_err(|_| Error::Pkcs7("recipient issuer name is malformed".into()))?;
         Ok(RecipientInfo::Pkcs7 {
-            issuer: name_to_grid_string(&name),
+            issuer: grid_dn_display(&name),
             serial: serial_hex(self.serial),
         })
     }
@@ -1585,7 +1546,7 @@ mod tests {
     /// The recipient of `cert` as `recipients()` reports it.
     fn info_of(cert: &Certificate) -> RecipientInfo {
         RecipientInfo::Pkcs7 {
-            issuer: name_to_grid_string(cert.x509().issuer_name()),
+            issuer: grid_dn_display(cert.x509().issuer_name()),
             serial: serial_hex(&CertId::of(cert).unwrap().serial),
         }
     }
@@ -1778,26 +1739,8 @@ mod tests {
     }
 
     #[test]
-    fn grid_string_of_common_attributes() {
-        let n = name(&[
-            ("C", "NL"),
-            ("ST", "Noord-Holland"),
-            ("L", "Amsterdam"),
-            ("O", "Nikhef"),
-            ("OU", "PDP"),
-            ("CN", "Jane Doe"),
-            ("emailAddress", "jane@example.org"),
-        ]);
-        assert_eq!(
-            name_to_grid_string(&n),
-            "/C=NL/ST=Noord-Holland/L=Amsterdam/O=Nikhef/OU=PDP/CN=Jane Doe/emailAddress=jane@example.org"
-        );
-        assert_eq!(name_to_grid_string(&name(CA_DN)), CA_GRID);
-        assert_eq!(name_to_grid_string(&name(&[("CN", "Zoë")])), "/CN=Zoë");
-        assert_eq!(
-            name_to_grid_string(&name(&[("1.2.3.4", "x")])),
-            "/1.2.3.4=x"
-        );
+    fn recipients_list_issuers_in_the_grid_form() {
+        assert_eq!(grid_dn_display(&name(CA_DN)), CA_GRID);
     }
 
     #[test]
