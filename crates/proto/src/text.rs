@@ -7,10 +7,13 @@
 //! text goes through [`Untrusted`] (or [`escape`]); machine-readable output (`--json`) stays
 //! exact, since JSON escapes control characters itself.
 //!
-//! Escaped, in Rust's own notation so the result reads unambiguously: `\` as `\\`; `\n`, `\r`,
-//! `\t`; every other control character (C0, DEL, C1, which includes the 8-bit CSI) as
-//! `\u{..}`; and the invisible format characters that reorder or hide text (bidirectional
-//! overrides and isolates, zero-width characters, line and paragraph separators, the BOM).
+//! Escaped, in Rust's notation: `\n`, `\r`, `\t`; every other control character (C0, DEL, C1,
+//! which includes the 8-bit CSI) as `\u{..}`; and the invisible format characters that reorder
+//! or hide text (bidirectional overrides and isolates, zero-width characters, line and paragraph
+//! separators, the BOM). A backslash is left as it is: text that is already escaped (a grid DN
+//! from `layercrypt_ocicrypt::keys::grid`, whose `\x2F` must read exactly as the broker matches
+//! it) stays the same, at the price that a literal `\u{1b}` in untrusted text looks like an
+//! escaped one (harmless: it is printable either way).
 //! Written by hand: the few crates that strip ANSI sequences remove them (losing evidence
 //! an admin reading an audit log needs) and do not cover bidi controls.
 
@@ -19,8 +22,7 @@ use std::fmt;
 
 /// True for a character that is escaped.
 fn needs_escape(c: char) -> bool {
-    c == '\\'
-        || c.is_control()
+    c.is_control()
         || matches!(c,
             '\u{061C}'                  // Arabic letter mark
             | '\u{200B}'..='\u{200F}'   // zero-width space/joiners, LRM, RLM
@@ -39,7 +41,6 @@ fn write_escaped(f: &mut impl fmt::Write, text: &str) -> fmt::Result {
             .next()
             .expect("find returned a char boundary");
         match c {
-            '\\' => f.write_str("\\\\")?,
             '\n' => f.write_str("\\n")?,
             '\r' => f.write_str("\\r")?,
             '\t' => f.write_str("\\t")?,
@@ -119,8 +120,8 @@ mod tests {
             ("\u{202e}gpj.exe", "\\u{202e}gpj.exe"),
             ("a\u{200b}b\u{feff}", "a\\u{200b}b\\u{feff}"),
             ("x\u{2028}y", "x\\u{2028}y"),
-            // A literal backslash cannot pass for an escape.
-            ("\\u{1b}", "\\\\u{1b}"),
+            // Backslashes stay: an escaped grid DN reads as the broker matches it.
+            ("/O=EGI Foundation\\x2FCN=Jane", "/O=EGI Foundation\\x2FCN=Jane"),
         ];
         for (raw, shown) in cases {
             assert_eq!(escape(raw), shown, "{raw:?}");
@@ -133,7 +134,7 @@ mod tests {
     fn escaped_output_has_no_control_or_format_characters() {
         let all: String = (0u32..0x3000).filter_map(char::from_u32).collect();
         let shown = escape(&all);
-        assert!(!shown.chars().any(|c| c != '\\' && needs_escape(c)));
+        assert!(!shown.chars().any(needs_escape));
     }
 
     #[test]
