@@ -4,7 +4,8 @@
 
 pub mod cadir;
 pub mod dev;
-pub mod namespaces;
+/// IGTF namespace constraints (the `layercrypt-igtf` crate).
+pub use layercrypt_igtf::namespaces;
 pub mod oidc;
 pub mod x509;
 
