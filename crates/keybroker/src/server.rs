@@ -591,6 +591,41 @@ mod tests {
         );
     }
 
+    /// Regression (issue 8 item 3): a one-character admin token in a world-readable file was
+    /// accepted with a warning. Now refused at start, with how to make a good one.
+    #[test]
+    fn weak_or_exposed_admin_token_files_are_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, content: &str, mode: u32| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            path
+        };
+        let good = "q7Yc0l4n2m1VbXk8Zr9sTt3uWw6yHh5jAa1Bb2Cc3Dd=";
+        let message = |path: &Path| {
+            read_admin_token_file(path)
+                .err()
+                .map(|e| e.to_string())
+                .expect("refused")
+        };
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            let m = message(&write("exposed", good, mode));
+            assert!(m.contains("chmod 600"), "{m}");
+            assert!(m.contains("umask 077; openssl rand -base64 32 > FILE"), "{m}");
+        }
+        let m = message(&write("short", "x\n", 0o600));
+        assert!(m.contains("shorter than 32"), "{m}");
+        assert!(m.contains("openssl rand -base64 32"), "{m}");
+        assert!(!m.contains("x\n"), "content not shown");
+        let m = message(&write("short31", &"a".repeat(31), 0o600));
+        assert!(m.contains("31 bytes"), "{m}");
+        let token = read_admin_token_file(&write("ok", &format!("{good}\n"), 0o600)).expect("ok");
+        assert_eq!(token.expose_secret(), good);
+        assert!(read_admin_token_file(&write("ok32", &"a".repeat(32), 0o400)).is_ok());
+    }
+
     /// Regression: `--dev` failed at start-up because its temporary data directory was
     /// created 0o755 and the embedded store refuses that.
     #[tokio::test]
