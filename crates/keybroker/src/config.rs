@@ -444,7 +444,9 @@ impl Config {
             return invalid("audit.max_file_bytes must be at least 1048576 (1 MiB)");
         }
         if self.audit.keep_files == 0 {
-            return invalid("audit.keep_files must be at least 1: rotation must not delete the only copy");
+            return invalid(
+                "audit.keep_files must be at least 1: rotation must not delete the only copy",
+            );
         }
         if self.limits.request_timeout_secs == 0 {
             return invalid("limits.request_timeout_secs must be at least 1");

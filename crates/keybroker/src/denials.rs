@@ -91,10 +91,10 @@ impl Tally {
         if count == 0 {
             return None;
         }
-        let from = self
-            .client
-            .as_deref()
-            .map_or_else(|| "clients beyond the tally's bound".to_owned(), str::to_owned);
+        let from = self.client.as_deref().map_or_else(
+            || "clients beyond the tally's bound".to_owned(),
+            str::to_owned,
+        );
         let mut reason = format!(
             "unauthenticated: {} more failed authentication(s) and {} request(s) refused by \
              the per-address limit from {from}, not recorded one by one",
@@ -232,7 +232,7 @@ impl Denials {
             .filter_map(|k| table.clients.remove(k))
             .filter_map(Tally::summary)
             .collect();
-        if table.overflow.as_ref().is_some_and(|t| closed(t)) {
+        if table.overflow.as_ref().is_some_and(closed) {
             out.extend(table.overflow.take().and_then(Tally::summary));
         }
         out.sort_by_key(|e| e.time);
@@ -246,7 +246,10 @@ impl Denials {
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         for event in events {
             let count = event.count.unwrap_or(1);
-            let key = event.client.clone().unwrap_or_else(|| "overflow".to_owned());
+            let key = event
+                .client
+                .clone()
+                .unwrap_or_else(|| "overflow".to_owned());
             let now = Instant::now();
             let tally = if event.client.is_none() || table.clients.len() >= self.max_clients {
                 table
@@ -317,12 +320,23 @@ mod tests {
         assert_eq!(due[0].count, Some(1000));
         assert_eq!(due[0].client.as_deref(), Some("192.0.2.1"));
         assert_eq!(due[0].kind, AuditKind::Unauthenticated);
-        assert!(due[0].reason.contains("999 more failed"), "{}", due[0].reason);
-        assert!(due[0].reason.ends_with("last reason: b"), "{}", due[0].reason);
+        assert!(
+            due[0].reason.contains("999 more failed"),
+            "{}",
+            due[0].reason
+        );
+        assert!(
+            due[0].reason.ends_with("last reason: b"),
+            "{}",
+            due[0].reason
+        );
         assert!(d.is_empty());
         // The next window starts with a full record again.
         let t1 = t0 + Duration::from_secs(61);
-        assert!(d.note_at(ip("192.0.2.1"), Refusal::Failed, "c", t1, w0).record_in_full);
+        assert!(
+            d.note_at(ip("192.0.2.1"), Refusal::Failed, "c", t1, w0)
+                .record_in_full
+        );
         // A lone failure needs no summary.
         assert!(d.take_due_at(true, t1).is_empty());
     }
@@ -353,7 +367,9 @@ mod tests {
         let mut full = 0;
         for i in 0..100u32 {
             let addr = IpAddr::from([10, 0, (i / 256) as u8, (i % 256) as u8]);
-            if d.note_at(Some(addr), Refusal::Failed, "x", t0, w0).record_in_full {
+            if d.note_at(Some(addr), Refusal::Failed, "x", t0, w0)
+                .record_in_full
+            {
                 full += 1;
             }
         }

@@ -430,13 +430,14 @@ impl App {
 fn spawn_sighup_reopen(broker: std::sync::Weak<Broker>) {
     #[cfg(unix)]
     tokio::spawn(async move {
-        let mut hup =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(s) => s,
-                Err(e) => return tracing::error!(error = %e, "cannot listen for SIGHUP"),
-            };
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => return tracing::error!(error = %e, "cannot listen for SIGHUP"),
+        };
         while hup.recv().await.is_some() {
-            let Some(broker) = broker.upgrade() else { return };
+            let Some(broker) = broker.upgrade() else {
+                return;
+            };
             match broker.reopen_audit().await {
                 Ok(()) => tracing::info!("SIGHUP: audit log reopened"),
                 Err(e) => tracing::error!(error = %e, "SIGHUP: cannot reopen the audit log"),
@@ -613,7 +614,10 @@ mod tests {
         for mode in [0o644, 0o640, 0o604, 0o660] {
             let m = message(&write("exposed", good, mode));
             assert!(m.contains("chmod 600"), "{m}");
-            assert!(m.contains("umask 077; openssl rand -base64 32 > FILE"), "{m}");
+            assert!(
+                m.contains("umask 077; openssl rand -base64 32 > FILE"),
+                "{m}"
+            );
         }
         let m = message(&write("short", "x\n", 0o600));
         assert!(m.contains("shorter than 32"), "{m}");

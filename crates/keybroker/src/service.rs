@@ -291,7 +291,11 @@ impl Broker {
         if outcome.record_in_full {
             let event = AuditEvent {
                 client: client.map(|c| c.to_canonical().to_string()),
-                ..AuditEvent::new(AuditKind::Unauthenticated, OffsetDateTime::now_utc(), reason)
+                ..AuditEvent::new(
+                    AuditKind::Unauthenticated,
+                    OffsetDateTime::now_utc(),
+                    reason,
+                )
             };
             if let Err(e) = self.store.append_audit(&event).await {
                 tracing::error!(error = %e, "audit write failed");
@@ -607,12 +611,19 @@ impl Broker {
         };
         change(&mut event);
         self.store.append_audit(&event).await.map_err(|e| {
-            BrokerError::Unavailable(format!("audit write of admin action {action:?} failed: {e}"))
+            BrokerError::Unavailable(format!(
+                "audit write of admin action {action:?} failed: {e}"
+            ))
         })
     }
 
     /// Records that an authenticated caller who is not an admin tried an admin route.
-    pub async fn audit_admin_refused(&self, identity: &Identity, client: Option<IpAddr>, route: &str) {
+    pub async fn audit_admin_refused(
+        &self,
+        identity: &Identity,
+        client: Option<IpAddr>,
+        route: &str,
+    ) {
         let event = AuditEvent {
             subject: identity.subject.clone(),
             dn: identity.dn.clone(),
@@ -638,7 +649,10 @@ impl Broker {
         let key = generate_key().await?;
         let group = self.store.create_group(name, key).await?;
         self.recipients.forget(name.as_str());
-        let recipient = group.current().map(|v| v.recipient.clone()).unwrap_or_default();
+        let recipient = group
+            .current()
+            .map(|v| v.recipient.clone())
+            .unwrap_or_default();
         let audited = self
             .audit_admin(
                 actor,
@@ -671,7 +685,11 @@ impl Broker {
 
     /// Deletes a group and its keys. Audited (the record lists what went with it); if the
     /// record cannot be written the deletion stands and the error is returned.
-    pub async fn delete_group(&self, actor: Actor<'_>, name: &GroupName) -> Result<(), BrokerError> {
+    pub async fn delete_group(
+        &self,
+        actor: Actor<'_>,
+        name: &GroupName,
+    ) -> Result<(), BrokerError> {
         let before = self.existing(name).await?;
         if !self.store.delete_group(name).await? {
             return Err(not_found(name));
@@ -765,7 +783,10 @@ impl Broker {
         let group = self.store.rotate(name, key).await?;
         self.recipients.forget(name.as_str());
         tracing::info!(group = %name, version = group.current_version, "group key rotated");
-        let recipient = group.current().map(|v| v.recipient.clone()).unwrap_or_default();
+        let recipient = group
+            .current()
+            .map(|v| v.recipient.clone())
+            .unwrap_or_default();
         let version = group.current_version;
         self.audit_admin(
             actor,

@@ -91,7 +91,10 @@ async fn remove_grant(
 ) -> Result<StatusCode, ApiError> {
     let name = group_name(group)?;
     tracing::info!(admin = %admin.who(), group = %name, grant = %id, "admin: remove grant");
-    state.broker().remove_grant(admin.actor(), &name, &id).await?;
+    state
+        .broker()
+        .remove_grant(admin.actor(), &name, &id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -241,11 +241,7 @@ fn harness_with(options: ApiOptions) -> Harness {
         store.clone(),
         Arc::new(tokens),
         None,
-        BrokerSettings::new(
-            BROKER,
-            Some(ADMIN_ENT.into()),
-            Some(Token::new(BOOTSTRAP)),
-        ),
+        BrokerSettings::new(BROKER, Some(ADMIN_ENT.into()), Some(Token::new(BOOTSTRAP))),
     );
     let state = AppState::new(broker, options);
     Harness {
@@ -990,13 +986,22 @@ async fn unauthenticated_flood_is_429_after_the_burst_and_audited_in_aggregate()
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!(refused[0].client.as_deref(), Some("192.0.2.66"));
     assert!(
-        refused[0].reason.starts_with("unauthenticated (POST /v1/unwrap)"),
+        refused[0]
+            .reason
+            .starts_with("unauthenticated (POST /v1/unwrap)"),
         "{}",
         refused[0].reason
     );
     // Another client is not affected by this one's failures.
     let r = h
-        .call_from("192.0.2.67:5000", &[], HttpMethod::POST, "/v1/unwrap", Some("forged"), Some(body.clone()))
+        .call_from(
+            "192.0.2.67:5000",
+            &[],
+            HttpMethod::POST,
+            "/v1/unwrap",
+            Some("forged"),
+            Some(body.clone()),
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     // At shutdown (or when the window closes) the rest becomes one summary per client.
@@ -1004,11 +1009,12 @@ async fn unauthenticated_flood_is_429_after_the_burst_and_audited_in_aggregate()
     let events = h.store.events();
     let refused = unauthenticated(&events);
     assert_eq!(refused.len(), 3, "{refused:?}");
-    let summary = refused
-        .iter()
-        .find(|e| e.count.is_some())
-        .expect("summary");
-    assert_eq!(summary.count, Some(299), "nothing lost: 300 refusals, 1 in full");
+    let summary = refused.iter().find(|e| e.count.is_some()).expect("summary");
+    assert_eq!(
+        summary.count,
+        Some(299),
+        "nothing lost: 300 refusals, 1 in full"
+    );
     assert_eq!(summary.client.as_deref(), Some("192.0.2.66"));
     assert!(summary.until.is_some());
 }
@@ -1021,13 +1027,27 @@ async fn ipv6_clients_are_limited_per_64() {
     for i in 0..10u16 {
         let peer = format!("[2001:db8:7:7:{i:x}::1]:443");
         let r = h
-            .call_from(&peer, &[], HttpMethod::GET, "/v1/admin/groups", Some("guess"), None)
+            .call_from(
+                &peer,
+                &[],
+                HttpMethod::GET,
+                "/v1/admin/groups",
+                Some("guess"),
+                None,
+            )
             .await;
         statuses.push(r.status.as_u16());
     }
     assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429, 429, 429, 429]);
     let r = h
-        .call_from("[2001:db8:7:8::1]:443", &[], HttpMethod::GET, "/v1/admin/groups", Some("guess"), None)
+        .call_from(
+            "[2001:db8:7:8::1]:443",
+            &[],
+            HttpMethod::GET,
+            "/v1/admin/groups",
+            Some("guess"),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "another /64");
 }
@@ -1056,7 +1076,14 @@ async fn admin_token_guessing_is_limited_and_audited() {
     // … but not from elsewhere, and a success does not use the failure budget up.
     for _ in 0..10 {
         let r = h
-            .call_from("192.0.2.20:1", &[], HttpMethod::GET, "/v1/admin/groups", Some(BOOTSTRAP), None)
+            .call_from(
+                "192.0.2.20:1",
+                &[],
+                HttpMethod::GET,
+                "/v1/admin/groups",
+                Some(BOOTSTRAP),
+                None,
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK);
     }
@@ -1064,7 +1091,11 @@ async fn admin_token_guessing_is_limited_and_audited() {
     let events = h.store.events();
     let refused = unauthenticated(&events);
     assert_eq!(refused.len(), 2, "{refused:?}");
-    assert!(refused[0].reason.contains("GET /v1/admin/groups"), "{}", refused[0].reason);
+    assert!(
+        refused[0].reason.contains("GET /v1/admin/groups"),
+        "{}",
+        refused[0].reason
+    );
     assert_eq!(refused[1].count, Some(200));
 }
 
@@ -1084,7 +1115,11 @@ async fn per_address_limit_applies_to_every_route() {
     .iter()
     .map(|r| r.status.as_u16())
     .collect();
-    assert_eq!(statuses.iter().filter(|&&s| s == 429).count(), 3, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 429).count(),
+        3,
+        "{statuses:?}"
+    );
     h.state.broker().flush_denials(true).await;
     let events = h.store.events();
     assert_eq!(unauthenticated(&events).len(), 1, "one summary");
@@ -1109,7 +1144,9 @@ async fn admin_actions_are_audited_and_filterable_by_kind() {
     let grant_id = r.json()["id"].as_str().expect("id").to_owned();
     let p = payload(BROKER, "vo.example.org", 1, &recipient, OPTS);
     assert_eq!(
-        h.post("/v1/unwrap", Some("outsider"), unwrap_body(&p)).await.status,
+        h.post("/v1/unwrap", Some("outsider"), unwrap_body(&p))
+            .await
+            .status,
         StatusCode::OK
     );
     let r = h
@@ -1122,11 +1159,20 @@ async fn admin_actions_are_audited_and_filterable_by_kind() {
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let r = h
-        .post("/v1/admin/groups/vo.example.org/rotate", Some("admin"), json!({}))
+        .post(
+            "/v1/admin/groups/vo.example.org/rotate",
+            Some("admin"),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
     let r = h
-        .call(HttpMethod::DELETE, "/v1/admin/groups/vo.example.org", Some("admin"), None)
+        .call(
+            HttpMethod::DELETE,
+            "/v1/admin/groups/vo.example.org",
+            Some("admin"),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     // A member trying an admin route is on record too.
@@ -1168,9 +1214,16 @@ async fn admin_actions_are_audited_and_filterable_by_kind() {
             subject: "outsider@egi.eu".into()
         }
     );
-    assert_eq!(events[3].grant.as_ref().map(|g| g.id.as_str()), Some(grant_id.as_str()));
+    assert_eq!(
+        events[3].grant.as_ref().map(|g| g.id.as_str()),
+        Some(grant_id.as_str())
+    );
     assert_eq!(events[4].key_version, Some(2));
-    assert!(events[4].reason.contains("from key version 1 to 2"), "{}", events[4].reason);
+    assert!(
+        events[4].reason.contains("from key version 1 to 2"),
+        "{}",
+        events[4].reason
+    );
     assert!(events[5].reason.contains(&grant_id) || events[5].reason.contains("grants ["));
     assert_eq!(events[6].decision, crate::model::Decision::Deny);
     assert_eq!(events[6].subject.as_deref(), Some("member@egi.eu"));
@@ -1178,14 +1231,28 @@ async fn admin_actions_are_audited_and_filterable_by_kind() {
     let r = h.get("/v1/admin/audit", Some("admin")).await;
     let all: Vec<AuditEvent> = serde_json::from_slice(&r.body).expect("events");
     let order: Vec<AuditKind> = all.iter().map(|e| e.kind).collect();
-    assert_eq!(order[..5], [AuditKind::Admin, AuditKind::Admin, AuditKind::Admin, AuditKind::Unwrap, AuditKind::Admin]);
+    assert_eq!(
+        order[..5],
+        [
+            AuditKind::Admin,
+            AuditKind::Admin,
+            AuditKind::Admin,
+            AuditKind::Unwrap,
+            AuditKind::Admin
+        ]
+    );
     let r = h.get("/v1/admin/audit?kind=unwrap", Some("admin")).await;
     let unwraps: Vec<AuditEvent> = serde_json::from_slice(&r.body).expect("events");
     assert_eq!(unwraps.len(), 1);
     assert_eq!(unwraps[0].decision, crate::model::Decision::Allow);
-    let r = h.get("/v1/admin/audit?kind=everything", Some("admin")).await;
+    let r = h
+        .get("/v1/admin/audit?kind=everything", Some("admin"))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.json()["message"].as_str().unwrap_or("").contains("unwrap, unauthenticated, admin"));
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("unwrap, unauthenticated, admin"));
 }
 
 /// No grant without its record: when the audit write fails, the grant is taken back and the
@@ -1204,15 +1271,23 @@ async fn admin_action_fails_closed_when_it_cannot_be_audited() {
         .await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     let r = h
-        .post("/v1/admin/groups", Some(BOOTSTRAP), json!({"name": "new.example.org"}))
+        .post(
+            "/v1/admin/groups",
+            Some(BOOTSTRAP),
+            json!({"name": "new.example.org"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     h.store.fail_audit.store(false, Ordering::SeqCst);
-    let r = h.get("/v1/admin/groups/vo.example.org", Some(BOOTSTRAP)).await;
+    let r = h
+        .get("/v1/admin/groups/vo.example.org", Some(BOOTSTRAP))
+        .await;
     let grants = r.json()["grants"].as_array().cloned().unwrap_or_default();
     assert_eq!(grants.len(), 1, "only the set-up grant: {grants:?}");
     assert_eq!(
-        h.get("/v1/admin/groups/new.example.org", Some(BOOTSTRAP)).await.status,
+        h.get("/v1/admin/groups/new.example.org", Some(BOOTSTRAP))
+            .await
+            .status,
         StatusCode::NOT_FOUND
     );
 }
@@ -1239,13 +1314,25 @@ async fn recipient_is_read_once_within_the_ttl_and_rotation_invalidates() {
     }
     assert_eq!(h.store.group_reads.load(Ordering::SeqCst) - before, 1);
     let r = h
-        .post("/v1/admin/groups/vo.example.org/rotate", Some(BOOTSTRAP), json!({}))
+        .post(
+            "/v1/admin/groups/vo.example.org/rotate",
+            Some(BOOTSTRAP),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK);
     let r = h.get("/v1/groups/vo.example.org/recipient", None).await;
-    assert_eq!(r.json()["version"], 2, "rotation through this broker is seen at once");
+    assert_eq!(
+        r.json()["version"],
+        2,
+        "rotation through this broker is seen at once"
+    );
     let r = h
-        .post("/v1/admin/groups", Some(BOOTSTRAP), json!({"name": "nope.example.org"}))
+        .post(
+            "/v1/admin/groups",
+            Some(BOOTSTRAP),
+            json!({"name": "nope.example.org"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let r = h.get("/v1/groups/nope.example.org/recipient", None).await;

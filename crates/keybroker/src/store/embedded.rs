@@ -467,15 +467,12 @@ impl AuditLog {
         if let Err(e) = &result {
             tracing::error!(error = %e, "audit batch not durable");
             // Only ever shorten: a file truncated behind our back (copytruncate) is left alone.
-            let cut = self
-                .file
-                .metadata()
-                .and_then(|m| {
-                    if m.len() > len {
-                        self.file.set_len(len)?;
-                    }
-                    self.file.sync_data()
-                });
+            let cut = self.file.metadata().and_then(|m| {
+                if m.len() > len {
+                    self.file.set_len(len)?;
+                }
+                self.file.sync_data()
+            });
             if let Err(e) = cut {
                 tracing::error!(error = %e, "cannot cut the audit log back after a failed write");
             }
@@ -988,14 +985,21 @@ mod tests {
         assert_eq!(read(dir.path().join(AUDIT)), [line(8), line(9)].concat());
         assert_eq!(read(rotated(dir.path(), 1)), [line(6), line(7)].concat());
         assert_eq!(read(rotated(dir.path(), 2)), [line(4), line(5)].concat());
-        assert!(!rotated(dir.path(), 3).exists(), "only keep=2 rotated files");
+        assert!(
+            !rotated(dir.path(), 3).exists(),
+            "only keep=2 rotated files"
+        );
         // A batch bigger than the cap still goes out whole, to a file of its own.
         let big: Vec<u8> = (10..14).flat_map(line).collect();
         log.append(&big).expect("append");
         assert_eq!(read(dir.path().join(AUDIT)), big);
         assert_eq!(read(rotated(dir.path(), 1)), [line(8), line(9)].concat());
         // Queries read the kept files, oldest first.
-        let paths = [rotated(dir.path(), 2), rotated(dir.path(), 1), dir.path().join(AUDIT)];
+        let paths = [
+            rotated(dir.path(), 2),
+            rotated(dir.path(), 1),
+            dir.path().join(AUDIT),
+        ];
         let text: Vec<u8> = paths.iter().flat_map(|p| read(p.clone())).collect();
         assert_eq!(text.len(), 8 * 40);
     }
@@ -1007,10 +1011,14 @@ mod tests {
         log.append(&line(1)).expect("append");
         let moved = dir.path().join("audit.log-20261207");
         std::fs::rename(dir.path().join(AUDIT), &moved).expect("mv");
-        log.append(&line(2)).expect("append to the moved file until reopened");
+        log.append(&line(2))
+            .expect("append to the moved file until reopened");
         log.reopen().expect("reopen");
         log.append(&line(3)).expect("append");
-        assert_eq!(std::fs::read(&moved).expect("read"), [line(1), line(2)].concat());
+        assert_eq!(
+            std::fs::read(&moved).expect("read"),
+            [line(1), line(2)].concat()
+        );
         let path = dir.path().join(AUDIT);
         assert_eq!(std::fs::read(&path).expect("read"), line(3));
         let mode = std::fs::metadata(&path).expect("meta").mode() & 0o777;

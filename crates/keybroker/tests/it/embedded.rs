@@ -362,8 +362,18 @@ async fn old_format_audit_log_still_reads() {
         kind: Some(kind),
         ..AuditQuery::default()
     };
-    assert_eq!(store.audit(&q(AuditKind::Unwrap)).await.expect("audit").len(), 5);
-    assert_eq!(store.audit(&q(AuditKind::Admin)).await.expect("audit"), vec![admin]);
+    assert_eq!(
+        store
+            .audit(&q(AuditKind::Unwrap))
+            .await
+            .expect("audit")
+            .len(),
+        5
+    );
+    assert_eq!(
+        store.audit(&q(AuditKind::Admin)).await.expect("audit"),
+        vec![admin]
+    );
 }
 
 /// The store rotates `audit.log` by size and still answers queries from the kept files;
@@ -376,7 +386,9 @@ async fn audit_log_rotates_and_queries_read_the_kept_files() {
         max_bytes: 4096,
         keep: 3,
     };
-    let store = EmbeddedStore::open_with(&dir, rotation).await.expect("open");
+    let store = EmbeddedStore::open_with(&dir, rotation)
+        .await
+        .expect("open");
     let t0 = OffsetDateTime::now_utc();
     for i in 0..200 {
         let e = AuditEvent::new(AuditKind::Unwrap, t0, format!("event {i:03}"));

@@ -39,7 +39,11 @@ pub async fn flood(store: Arc<dyn KeyStore>, n: usize) -> Vec<u16> {
         store,
         Arc::new(NoTokens),
         None,
-        BrokerSettings::new("https://broker.test", None, Some(Token::new("x".repeat(40)))),
+        BrokerSettings::new(
+            "https://broker.test",
+            None,
+            Some(Token::new("x".repeat(40))),
+        ),
     );
     let state = AppState::new(
         broker,

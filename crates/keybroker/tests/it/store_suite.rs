@@ -3,7 +3,8 @@
 use futures_util::future::join_all;
 use layercrypt_group::payload::GroupName;
 use layercrypt_keybroker::model::{
-    AdminAction, AuditEvent, AuditKind, Credential, AuditQuery, Decision, Grant, Principal};
+    AdminAction, AuditEvent, AuditKind, AuditQuery, Credential, Decision, Grant, Principal,
+};
 use layercrypt_keybroker::store::{KeyStore, NewKey, StoreError};
 use rand::Rng as _;
 use time::macros::datetime;
@@ -319,10 +320,16 @@ pub async fn run_suite(store: &dyn KeyStore) {
         ..AuditQuery::default()
     };
     assert_eq!(
-        store.audit(&by_kind(AuditKind::Admin)).await.expect("audit"),
+        store
+            .audit(&by_kind(AuditKind::Admin))
+            .await
+            .expect("audit"),
         vec![admin.clone()]
     );
-    let unwraps = store.audit(&by_kind(AuditKind::Unwrap)).await.expect("audit");
+    let unwraps = store
+        .audit(&by_kind(AuditKind::Unwrap))
+        .await
+        .expect("audit");
     assert_eq!(unwraps.len(), 6);
     assert!(unwraps.iter().all(|e| e.kind == AuditKind::Unwrap));
 
