@@ -10,7 +10,8 @@
 #      request and has no identity cache; the OIDC verifier caches the identity per token,
 #      which is what an operator runs). Embedded store in a temp dir: every unwrap is audited
 #      with an fsync before it is answered. The per-caller rate limit is raised out of the way
-#      (--rate-limit/--rate-burst): this measures capacity, not the limiter.
+#      (--rate-limit/--rate-burst, --ip-rate-limit/--ip-rate-burst): this measures
+#      capacity, not the limiters.
 #   3. Creates a group and grants an entitlement with the CLI (bootstrap admin token),
 #      encrypts a small OCI image for group:NAME with the CLI, and takes the layer's
 #      org.opencontainers.image.enc.keys.provider.layercrypt annotation as the unwrap payload.
@@ -112,12 +113,12 @@ oidc_base=${issuer%/auth/realms/egi}
 log "broker (embedded store, OIDC issuer $issuer)"
 bport=$(free_port)
 broker="http://127.0.0.1:$bport"
-python3 -c 'import secrets; print(secrets.token_hex(32))' >"$work/admin.token"
-chmod 600 "$work/admin.token"
+(umask 077; python3 -c 'import secrets; print(secrets.token_hex(32))' >"$work/admin.token")
 # shellcheck disable=SC2046
 $(server_cpu) "$broker_bin" serve --listen "127.0.0.1:$bport" \
   --data-dir "$work/broker-data" --issuer "$issuer" --admin-token-file "$work/admin.token" \
-  --rate-limit 1000000000 --rate-burst 1000000000 >"$work/broker.log" 2>&1 &
+  --rate-limit 1000000000 --rate-burst 1000000000 \
+  --ip-rate-limit 1000000000 --ip-rate-burst 1000000000 >"$work/broker.log" 2>&1 &
 broker_pid=$!
 pids+=("$broker_pid")
 wait_http "$broker/healthz"

@@ -101,9 +101,9 @@ for _ in $(seq 100); do
   kill -0 "$broker_pid" 2>/dev/null || { echo "FAIL: the broker did not start:"; cat broker.err; exit 1; }
   sleep 0.1
 done
-sed -n 's/^bootstrap admin token: //p' broker.out > admin.token
+# Created 0600 from the start (umask), never readable by others even for a moment.
+(umask 077; sed -n 's/^bootstrap admin token: //p' broker.out > admin.token)
 [ -s admin.token ] || { echo "FAIL: no admin token printed"; cat broker.out broker.err; exit 1; }
-chmod 600 admin.token
 echo "broker $broker (pid $broker_pid), admin token in admin.token"
 # The demo's own config directory: no tokens or broker settings of yours are read or written.
 export XDG_CONFIG_HOME="$work/config" LAYERCRYPT_BROKER="$broker"

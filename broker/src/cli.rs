@@ -148,6 +148,13 @@ pub struct ServeArgs {
     /// Burst per caller.
     #[arg(long, env = "LAYERCRYPT_BROKER_RATE_BURST")]
     pub rate_burst: Option<u32>,
+    /// Sustained requests per minute per client network (IPv4 address, IPv6 /64), before
+    /// authentication.
+    #[arg(long, env = "LAYERCRYPT_BROKER_IP_RATE_LIMIT")]
+    pub ip_rate_limit: Option<u32>,
+    /// Burst per client network.
+    #[arg(long, env = "LAYERCRYPT_BROKER_IP_RATE_BURST")]
+    pub ip_rate_burst: Option<u32>,
     /// Whole-request timeout, seconds.
     #[arg(long, env = "LAYERCRYPT_BROKER_REQUEST_TIMEOUT")]
     pub request_timeout: Option<u64>,
@@ -224,6 +231,8 @@ impl ServeArgs {
         set_some(&mut c.store.vault.ca_file, self.vault_ca_file);
         set(&mut c.limits.rate_per_minute, self.rate_limit);
         set(&mut c.limits.rate_burst, self.rate_burst);
+        set(&mut c.limits.ip_rate_per_minute, self.ip_rate_limit);
+        set(&mut c.limits.ip_rate_burst, self.ip_rate_burst);
         set(&mut c.limits.request_timeout_secs, self.request_timeout);
         c.validate()?;
         Ok(c)

@@ -253,6 +253,11 @@ pub struct AuditArgs {
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
 
+    /// Only this kind: unwrap (releases and denials), unauthenticated (refused before
+    /// authentication, repeated ones summarised) or admin (group, grant and key changes).
+    #[arg(long, value_name = "KIND", value_parser = clap::builder::PossibleValuesParser::new(layercrypt_group::client::AUDIT_KINDS))]
+    pub kind: Option<String>,
+
     #[command(flatten)]
     pub admin: AdminArgs,
 }

@@ -378,6 +378,7 @@ pub fn audit(setup: &BrokerSetup, a: &AuditArgs) -> Result<()> {
         subject: a.subject.clone(),
         since: a.since.clone(),
         limit: a.limit,
+        kind: a.kind.clone(),
     };
     let events = setup.broker_client(&a.admin)?.audit(&query)?;
     if a.admin.json {
@@ -386,8 +387,8 @@ pub fn audit(setup: &BrokerSetup, a: &AuditArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<25} {:<8} {:<24} {:<4} {:<40} REASON",
-        "TIME", "DECISION", "GROUP", "KEY", "WHO"
+        "{:<25} {:<15} {:<8} {:<24} {:<4} {:<40} REASON",
+        "TIME", "KIND", "DECISION", "GROUP", "KEY", "WHO"
     )?;
     for e in &events {
         let who = e.subject.as_deref().or(e.dn.as_deref()).unwrap_or("-");
@@ -395,10 +396,15 @@ pub fn audit(setup: &BrokerSetup, a: &AuditArgs) -> Result<()> {
             .key_version
             .map(|v| v.to_string())
             .unwrap_or_else(|| "-".into());
+        let who = match (e.credential.as_deref(), who) {
+            (Some("bootstrap_token"), _) => "(bootstrap admin token)",
+            (_, who) => who,
+        };
         writeln!(
             out,
-            "{:<25} {:<8} {:<24} {:<4} {:<40} {}{}",
+            "{:<25} {:<15} {:<8} {:<24} {:<4} {:<40} {}{}",
             e.time,
+            e.kind(),
             e.decision,
             e.group.as_deref().unwrap_or("-"),
             version,

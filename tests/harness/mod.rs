@@ -482,6 +482,10 @@ impl Broker {
             "100000".into(),
             "--rate-burst".into(),
             "10000".into(),
+            "--ip-rate-limit".into(),
+            "1000000".into(),
+            "--ip-rate-burst".into(),
+            "100000".into(),
         ];
         if let Some(aud) = &opts.audience {
             args.extend(["--audience".into(), aud.into()]);

@@ -161,7 +161,8 @@ impl Broker {
             use std::os::unix::fs::PermissionsExt as _;
             std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
         }
-        let admin = format!("admin-{}", port as u64 * 7919 + 123_456_789);
+        // At least 32 bytes, file 0600: the broker refuses anything weaker.
+        let admin = format!("admin-{:040}", port as u64 * 7919 + 123_456_789);
         let admin_file = dir.join("broker-admin-token");
         std::fs::write(&admin_file, &admin).unwrap();
         {

@@ -264,10 +264,44 @@ pub struct AuditEvent {
     /// `allow` or `deny`.
     #[serde(default)]
     pub decision: String,
-    /// Why.
+    /// Why; for admin actions, what changed.
     #[serde(default)]
     pub reason: String,
+    /// `unwrap`, `unauthenticated` or `admin`; empty (read as `unwrap`) from brokers that
+    /// predate kinds.
+    #[serde(default)]
+    pub kind: String,
+    /// The admin action (`create_group`, `delete_group`, `add_grant`, `remove_grant`,
+    /// `rotate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// The credential of the admin (`token`, `certificate`, `bootstrap_token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// The grant added or revoked, as the broker stores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<serde_json::Value>,
+    /// A summary: how many refusals the record stands for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// A summary: the last refusal it stands for (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
 }
+
+impl AuditEvent {
+    /// The kind, `unwrap` for records of brokers that predate kinds.
+    pub fn kind(&self) -> &str {
+        if self.kind.is_empty() {
+            "unwrap"
+        } else {
+            &self.kind
+        }
+    }
+}
+
+/// The kinds of audit records a broker filters by.
+pub const AUDIT_KINDS: [&str; 3] = ["unwrap", "unauthenticated", "admin"];
 
 /// Filters of an audit query.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -280,6 +314,8 @@ pub struct AuditQuery {
     pub since: Option<String>,
     /// At most this many (the newest).
     pub limit: Option<usize>,
+    /// Only this kind (one of [`AUDIT_KINDS`]).
+    pub kind: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -748,6 +784,9 @@ impl BrokerClient {
             }
             if let Some(n) = query.limit {
                 q.append_pair("limit", &n.to_string());
+            }
+            if let Some(k) = &query.kind {
+                q.append_pair("kind", k);
             }
         }
         let path = &url.as_str()[self.base.len()..];

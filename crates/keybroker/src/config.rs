@@ -94,6 +94,8 @@ pub struct Config {
     pub store: StoreSettings,
     /// Limits.
     pub limits: Limits,
+    /// Audit log.
+    pub audit: AuditSettings,
     /// Prometheus metrics.
     pub metrics: MetricsSettings,
 }
@@ -175,13 +177,27 @@ impl Default for OidcSettings {
 }
 
 /// Key store settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
     /// Backend.
     pub backend: Backend,
     /// Vault settings (backend `vault`).
     pub vault: VaultSettings,
+    /// Seconds a group's public recipient (or its absence) is served from memory; a change
+    /// made through another broker sharing the store shows after at most this long. 0 turns
+    /// the cache off.
+    pub recipient_cache_secs: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            backend: Backend::default(),
+            vault: VaultSettings::default(),
+            recipient_cache_secs: 10,
+        }
+    }
 }
 
 /// Vault / OpenBao settings.
@@ -226,6 +242,16 @@ pub struct Limits {
     pub rate_per_minute: u32,
     /// Burst per caller.
     pub rate_burst: u32,
+    /// Sustained requests per minute per client network (IPv4 address or IPv6 /64), counted
+    /// before authentication on every route.
+    pub ip_rate_per_minute: u32,
+    /// Burst per client network.
+    pub ip_rate_burst: u32,
+    /// Sustained failed authentications (bad or missing credential, wrong admin token) per
+    /// minute per client network; beyond, requests are refused (429) before authentication.
+    pub auth_fail_per_minute: u32,
+    /// Burst of failed authentications per client network.
+    pub auth_fail_burst: u32,
     /// Whole-request timeout, seconds.
     pub request_timeout_secs: u64,
 }
@@ -235,7 +261,40 @@ impl Default for Limits {
         Limits {
             rate_per_minute: 600,
             rate_burst: 60,
+            ip_rate_per_minute: crate::api::DEFAULT_IP_RATE_PER_MINUTE,
+            ip_rate_burst: crate::api::DEFAULT_IP_RATE_BURST,
+            auth_fail_per_minute: crate::api::DEFAULT_AUTH_FAIL_PER_MINUTE,
+            auth_fail_burst: crate::api::DEFAULT_AUTH_FAIL_BURST,
             request_timeout_secs: 30,
+        }
+    }
+}
+
+/// Audit log settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Seconds over which refusals before authentication are summarised per client network:
+    /// the first of a window is recorded in full, the rest as one summary record.
+    pub unauthenticated_window_secs: u64,
+    /// Embedded store: `audit.log` is rotated (to `audit.log.1`, …) before it grows past
+    /// this many bytes.
+    pub max_file_bytes: u64,
+    /// Embedded store: rotated files kept (`audit.log.1` … `audit.log.N`); older ones are
+    /// deleted.
+    pub keep_files: u32,
+    /// Vault store: audit records older than this many days are deleted (daily); 0 keeps
+    /// them for ever.
+    pub retention_days: u32,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            unauthenticated_window_secs: 60,
+            max_file_bytes: crate::store::embedded::DEFAULT_AUDIT_MAX_BYTES,
+            keep_files: crate::store::embedded::DEFAULT_AUDIT_KEEP,
+            retention_days: crate::store::vault::DEFAULT_AUDIT_RETENTION_DAYS,
         }
     }
 }
@@ -253,6 +312,7 @@ impl Default for Config {
             oidc: OidcSettings::default(),
             store: StoreSettings::default(),
             limits: Limits::default(),
+            audit: AuditSettings::default(),
             metrics: MetricsSettings::default(),
         }
     }
@@ -404,8 +464,29 @@ impl Config {
         if self.admin.entitlement.as_deref().is_some_and(str::is_empty) {
             return invalid("admin.entitlement must not be empty");
         }
-        if self.limits.rate_per_minute == 0 || self.limits.rate_burst == 0 {
-            return invalid("limits.rate_per_minute and limits.rate_burst must be at least 1");
+        let l = &self.limits;
+        if [
+            l.rate_per_minute,
+            l.rate_burst,
+            l.ip_rate_per_minute,
+            l.ip_rate_burst,
+            l.auth_fail_per_minute,
+            l.auth_fail_burst,
+        ]
+        .contains(&0)
+        {
+            return invalid("limits.*_per_minute and limits.*_burst must be at least 1");
+        }
+        if self.audit.unauthenticated_window_secs == 0 {
+            return invalid("audit.unauthenticated_window_secs must be at least 1");
+        }
+        if self.audit.max_file_bytes < 1024 * 1024 {
+            return invalid("audit.max_file_bytes must be at least 1048576 (1 MiB)");
+        }
+        if self.audit.keep_files == 0 {
+            return invalid(
+                "audit.keep_files must be at least 1: rotation must not delete the only copy",
+            );
         }
         if self.limits.request_timeout_secs == 0 {
             return invalid("limits.request_timeout_secs must be at least 1");
@@ -485,12 +566,21 @@ mod tests {
             secret_id_file = "/etc/broker/secret-id"
             [limits]
             rate_per_minute = 100
+            ip_rate_per_minute = 1000
+            auth_fail_burst = 5
+            [audit]
+            max_file_bytes = 10485760
+            keep_files = 3
+            retention_days = 90
             "#,
         )
         .expect("parse");
         c.validate().expect("valid");
         assert_eq!(c.public_url(), "https://broker.example.org");
         assert_eq!(c.limits.rate_burst, 60, "defaults fill the rest");
+        assert_eq!(c.limits.auth_fail_burst, 5);
+        assert_eq!(c.audit.keep_files, 3);
+        assert_eq!(c.audit.unauthenticated_window_secs, 60);
         assert_eq!(c.tls.namespaces, NamespaceMode::IfPresent);
         assert_eq!(
             Config::default().tls.namespaces,
@@ -538,6 +628,15 @@ mod tests {
         assert!(c.validate().is_err(), "introspection without client");
         let mut c = Config::default();
         c.limits.rate_burst = 0;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.limits.auth_fail_burst = 0;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.audit.keep_files = 0;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.audit.unauthenticated_window_secs = 0;
         assert!(c.validate().is_err());
         let mut c = Config::default();
         c.tls.client_ca_dir = Some("/etc/grid-security/certificates".into());

@@ -26,7 +26,7 @@ use crate::auth::oidc::{
 use crate::auth::{AuthError, Token, TokenVerifier};
 use crate::config::{Backend, Config, ConfigError, MembershipSource};
 use crate::service::{Broker, BrokerSettings, CertVerifyFn};
-use crate::store::embedded::EmbeddedStore;
+use crate::store::embedded::{AuditRotation, EmbeddedStore};
 use crate::store::vault::{VaultAuth, VaultConfig, VaultStore};
 use crate::store::{KeyStore, StoreError};
 
@@ -70,9 +70,13 @@ pub enum ServerError {
     },
 }
 
+/// Shortest bootstrap admin token accepted, in bytes.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
+
 /// A broker ready to serve.
 pub struct App {
     router: Router,
+    state: AppState,
     listener: TcpListener,
     tls: Option<SslAcceptor>,
     dev_admin_token: Option<Token>,
@@ -109,6 +113,39 @@ pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, ServerError> {
         return Err(secret("is empty".into()));
     }
     Ok(Zeroizing::new(trimmed.to_owned()))
+}
+
+/// Reads the bootstrap admin token file, refusing one that group or others can access or
+/// that is shorter than [`MIN_ADMIN_TOKEN_LEN`] bytes: the token is the broker's most
+/// powerful secret and guessing it must be hopeless.
+pub fn read_admin_token_file(path: &Path) -> Result<Token, ServerError> {
+    const HOWTO: &str = "make one with: umask 077; openssl rand -base64 32 > FILE";
+    let refuse = |message: String| ServerError::Secret {
+        path: path.to_owned(),
+        message,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| refuse(e.to_string()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(refuse(format!(
+                "mode {:o} lets group or others read the admin token; chmod 600 it, or {HOWTO}",
+                mode & 0o777
+            )));
+        }
+    }
+    let token = read_secret_file(path)?;
+    if token.len() < MIN_ADMIN_TOKEN_LEN {
+        return Err(refuse(format!(
+            "the admin token is {} bytes, shorter than {MIN_ADMIN_TOKEN_LEN}; {HOWTO}",
+            token.len()
+        )));
+    }
+    Ok(Token::from(token))
 }
 
 /// The settings of the OIDC verifier; `public_url` names this broker in `aud` when neither
@@ -165,6 +202,7 @@ fn vault_config(config: &Config) -> Result<VaultConfig, ServerError> {
         prefix: v.prefix.clone(),
         auth,
         ca_file: v.ca_file.clone(),
+        audit_retention_days: config.audit.retention_days,
     })
 }
 
@@ -240,8 +278,12 @@ impl App {
             match config.store.backend {
                 Backend::Embedded => {
                     create_private_dir(&config.data_dir)?;
+                    let rotation = AuditRotation {
+                        max_bytes: config.audit.max_file_bytes,
+                        keep: config.audit.keep_files,
+                    };
                     Arc::new(
-                        EmbeddedStore::open(&config.data_dir)
+                        EmbeddedStore::open_with(&config.data_dir, rotation)
                             .await
                             .map_err(ServerError::Store)?,
                     )
@@ -289,9 +331,8 @@ impl App {
                     .admin
                     .token_file
                     .as_deref()
-                    .map(read_secret_file)
-                    .transpose()?
-                    .map(Token::from),
+                    .map(read_admin_token_file)
+                    .transpose()?,
                 None,
             )
         };
@@ -306,19 +347,27 @@ impl App {
             tokens,
             certs,
             BrokerSettings {
-                public_url,
-                admin_entitlement: config.admin.entitlement.clone(),
-                admin_token,
+                unauthenticated_window: Duration::from_secs(
+                    config.audit.unauthenticated_window_secs,
+                ),
+                recipient_cache_ttl: Duration::from_secs(config.store.recipient_cache_secs),
+                ..BrokerSettings::new(public_url, config.admin.entitlement.clone(), admin_token)
             },
         );
         let options = ApiOptions {
             rate_per_minute: config.limits.rate_per_minute,
             rate_burst: config.limits.rate_burst,
+            ip_rate_per_minute: config.limits.ip_rate_per_minute,
+            ip_rate_burst: config.limits.ip_rate_burst,
+            auth_fail_per_minute: config.limits.auth_fail_per_minute,
+            auth_fail_burst: config.limits.auth_fail_burst,
             request_timeout: Duration::from_secs(config.limits.request_timeout_secs),
             dev_issuer,
             metrics: config.metrics.expose,
         };
-        let router = api::router(AppState::new(broker, options));
+        let state = AppState::new(broker, options);
+        state.shared_broker().spawn_denial_flusher();
+        let router = api::router(state.clone());
         let tls = if config.has_tls() {
             Some(tls_acceptor(config)?)
         } else {
@@ -326,6 +375,7 @@ impl App {
         };
         Ok(App {
             router,
+            state,
             listener,
             tls,
             dev_admin_token,
@@ -354,10 +404,13 @@ impl App {
         self.dev_admin_token.as_ref()
     }
 
-    /// Serves until SIGTERM or SIGINT, then drains open connections.
+    /// Serves until SIGTERM or SIGINT, then drains open connections and writes the pending
+    /// summaries of refusals. SIGHUP reopens the audit log (logrotate).
     pub async fn serve(self) -> Result<(), ServerError> {
         let addr = self.local_addr()?;
-        match self.tls {
+        let broker = self.state.shared_broker();
+        spawn_sighup_reopen(Arc::downgrade(&broker));
+        let served = match self.tls {
             None => {
                 tracing::info!(%addr, "serving plain HTTP");
                 let service = self
@@ -375,8 +428,31 @@ impl App {
                 tracing::info!(%addr, "serving HTTPS");
                 serve_tls(self.listener, Arc::new(acceptor), self.router).await
             }
-        }
+        };
+        let written = broker.flush_denials(true).await;
+        tracing::info!(written, "refusal summaries written at shutdown");
+        served
     }
+}
+
+/// Reopens the audit log on every SIGHUP, while the broker lives.
+fn spawn_sighup_reopen(broker: std::sync::Weak<Broker>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => return tracing::error!(error = %e, "cannot listen for SIGHUP"),
+        };
+        while hup.recv().await.is_some() {
+            let Some(broker) = broker.upgrade() else {
+                return;
+            };
+            match broker.reopen_audit().await {
+                Ok(()) => tracing::info!("SIGHUP: audit log reopened"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: cannot reopen the audit log"),
+            }
+        }
+    });
 }
 
 fn tls_acceptor(config: &Config) -> Result<SslAcceptor, ServerError> {
@@ -546,6 +622,44 @@ mod tests {
         c.oidc.client_id = None;
         let o = oidc_config(&c, url).expect("config");
         assert!(o.audience_names.is_empty(), "the audience alone names it");
+    }
+
+    /// Regression (issue 8 item 3): a one-character admin token in a world-readable file was
+    /// accepted with a warning. Now refused at start, with how to make a good one.
+    #[test]
+    fn weak_or_exposed_admin_token_files_are_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, content: &str, mode: u32| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            path
+        };
+        let good = "q7Yc0l4n2m1VbXk8Zr9sTt3uWw6yHh5jAa1Bb2Cc3Dd=";
+        let message = |path: &Path| {
+            read_admin_token_file(path)
+                .err()
+                .map(|e| e.to_string())
+                .expect("refused")
+        };
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            let m = message(&write("exposed", good, mode));
+            assert!(m.contains("chmod 600"), "{m}");
+            assert!(
+                m.contains("umask 077; openssl rand -base64 32 > FILE"),
+                "{m}"
+            );
+        }
+        let m = message(&write("short", "x\n", 0o600));
+        assert!(m.contains("shorter than 32"), "{m}");
+        assert!(m.contains("openssl rand -base64 32"), "{m}");
+        assert!(!m.contains("x\n"), "content not shown");
+        let m = message(&write("short31", &"a".repeat(31), 0o600));
+        assert!(m.contains("31 bytes"), "{m}");
+        let token = read_admin_token_file(&write("ok", &format!("{good}\n"), 0o600)).expect("ok");
+        assert_eq!(token.expose_secret(), good);
+        assert!(read_admin_token_file(&write("ok32", &"a".repeat(32), 0o400)).is_ok());
     }
 
     /// Regression: `--dev` failed at start-up because its temporary data directory was

@@ -4,6 +4,7 @@
 use std::io::Read as _;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -18,10 +19,14 @@ use zeroize::Zeroizing;
 
 use crate::agekey::GroupIdentity;
 use crate::auth::{AuthError, Identity, Method, Token, TokenVerifier};
+use crate::denials::{Denials, Refusal};
 use crate::error::BrokerError;
 use crate::keycache::IdentityCache;
-use crate::model::{AuditEvent, AuditQuery, Decision, Grant, Group, Principal};
+use crate::model::{
+    AdminAction, AuditEvent, AuditKind, AuditQuery, Credential, Decision, Grant, Group, Principal,
+};
 use crate::policy::{self, Evaluation};
+use crate::recipients::RecipientCache;
 use crate::store::{KeyStore, NewKey};
 
 /// Largest private options released (the JSON of a layer's key, nonce and digest is far
@@ -52,6 +57,43 @@ pub struct BrokerSettings {
     pub admin_entitlement: Option<String>,
     /// The bootstrap admin token.
     pub admin_token: Option<Token>,
+    /// Window over which refusals before authentication are summarised per client network
+    /// (the first of a window is recorded in full).
+    pub unauthenticated_window: Duration,
+    /// How long a group's recipient (or its absence) is served from memory.
+    pub recipient_cache_ttl: Duration,
+}
+
+/// Default of [`BrokerSettings::unauthenticated_window`].
+pub const DEFAULT_UNAUTHENTICATED_WINDOW: Duration = Duration::from_secs(60);
+/// Default of [`BrokerSettings::recipient_cache_ttl`].
+pub const DEFAULT_RECIPIENT_CACHE_TTL: Duration = Duration::from_secs(10);
+
+impl BrokerSettings {
+    /// Settings with the defaults for everything but the URL, the admin entitlement and the
+    /// bootstrap token.
+    pub fn new(
+        public_url: impl Into<String>,
+        admin_entitlement: Option<String>,
+        admin_token: Option<Token>,
+    ) -> BrokerSettings {
+        BrokerSettings {
+            public_url: public_url.into(),
+            admin_entitlement,
+            admin_token,
+            unauthenticated_window: DEFAULT_UNAUTHENTICATED_WINDOW,
+            recipient_cache_ttl: DEFAULT_RECIPIENT_CACHE_TTL,
+        }
+    }
+}
+
+/// Who performs an admin action, and from where.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    /// The admin.
+    pub identity: &'a Identity,
+    /// The client address.
+    pub client: Option<IpAddr>,
 }
 
 impl std::fmt::Debug for BrokerSettings {
@@ -63,6 +105,8 @@ impl std::fmt::Debug for BrokerSettings {
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("unauthenticated_window", &self.unauthenticated_window)
+            .field("recipient_cache_ttl", &self.recipient_cache_ttl)
             .finish()
     }
 }
@@ -129,6 +173,8 @@ pub struct Broker {
     settings: BrokerSettings,
     admin_token_digest: Option<[u8; 32]>,
     identities: IdentityCache,
+    denials: Denials,
+    recipients: RecipientCache,
 }
 
 impl std::fmt::Debug for Broker {
@@ -162,6 +208,8 @@ impl Broker {
             .admin_token
             .as_ref()
             .map(|t| digest(t.expose_secret()));
+        let denials = Denials::new(settings.unauthenticated_window);
+        let recipients = RecipientCache::new(settings.recipient_cache_ttl);
         Broker {
             store,
             tokens,
@@ -169,6 +217,8 @@ impl Broker {
             settings,
             admin_token_digest,
             identities: IdentityCache::default(),
+            denials,
+            recipients,
         }
     }
 
@@ -232,24 +282,83 @@ impl Broker {
         (store.map_err(BrokerError::from), tokens)
     }
 
-    /// Records that an unwrap was refused before an identity was known (no or invalid
-    /// credential).
-    pub async fn audit_unauthenticated(&self, client: Option<IpAddr>, reason: &str) {
-        let event = AuditEvent {
-            time: OffsetDateTime::now_utc(),
-            subject: None,
-            dn: None,
-            group: None,
-            key_version: None,
-            layer_digest: None,
-            image: None,
-            client: client.map(|c| c.to_string()),
-            decision: Decision::Deny,
-            reason: format!("unauthenticated: {reason}"),
-        };
-        if let Err(e) = self.store.append_audit(&event).await {
-            tracing::error!(error = %e, "audit write failed");
+    /// Records that a request to `route` was refused before an identity was known (no or
+    /// invalid credential). The first refusal from a client network in a window is written
+    /// in full before this returns; the others are counted and summarised when the window
+    /// closes ([`Broker::flush_denials`]), so a flood costs one record per client and window.
+    pub async fn audit_unauthenticated(&self, client: Option<IpAddr>, route: &str, reason: &str) {
+        let reason = format!("unauthenticated ({route}): {reason}");
+        let outcome = self.denials.note(client, Refusal::Failed, &reason);
+        if let Some(summary) = outcome.closed {
+            self.write_summaries(vec![summary]).await;
         }
+        if outcome.record_in_full {
+            let event = AuditEvent {
+                client: client.map(|c| c.to_canonical().to_string()),
+                ..AuditEvent::new(
+                    AuditKind::Unauthenticated,
+                    OffsetDateTime::now_utc(),
+                    reason,
+                )
+            };
+            if let Err(e) = self.store.append_audit(&event).await {
+                tracing::error!(error = %e, "audit write failed");
+            }
+        }
+    }
+
+    /// Counts a request the per-address limit refused before authentication (429).
+    pub async fn audit_limited(&self, client: Option<IpAddr>) {
+        if let Some(summary) = self.denials.note(client, Refusal::Limited, "").closed {
+            self.write_summaries(vec![summary]).await;
+        }
+    }
+
+    /// Writes the summaries of closed windows (of every window if `all`, at shutdown);
+    /// returns how many were written. Summaries whose write fails are kept for the next
+    /// flush.
+    pub async fn flush_denials(&self, all: bool) -> usize {
+        let due = self.denials.take_due(all);
+        self.write_summaries(due).await
+    }
+
+    async fn write_summaries(&self, events: Vec<AuditEvent>) -> usize {
+        let mut written = 0;
+        let mut events = events.into_iter();
+        for event in events.by_ref() {
+            if let Err(e) = self.store.append_audit(&event).await {
+                tracing::error!(error = %e, "audit write of a refusal summary failed; kept for the next flush");
+                let mut rest = vec![event];
+                rest.extend(events);
+                self.denials.restore(rest);
+                break;
+            }
+            written += 1;
+        }
+        written
+    }
+
+    /// Flushes summaries of closed windows every window, until the broker is dropped.
+    pub fn spawn_denial_flusher(self: &Arc<Self>) {
+        let broker = Arc::downgrade(self);
+        let period = self.denials.window();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(broker) = broker.upgrade() else {
+                    return;
+                };
+                broker.flush_denials(false).await;
+            }
+        });
+    }
+
+    /// Asks the store to reopen its audit log (SIGHUP, after logrotate moved it).
+    pub async fn reopen_audit(&self) -> Result<(), BrokerError> {
+        Ok(self.store.reopen_audit().await?)
     }
 
     /// Releases the private options of a layer to `identity` if a grant of the payload's group
@@ -262,16 +371,12 @@ impl Broker {
         request: &UnwrapRequest,
     ) -> Result<Optsdata, BrokerError> {
         let mut event = AuditEvent {
-            time: OffsetDateTime::now_utc(),
             subject: identity.subject.clone(),
             dn: identity.dn.clone(),
-            group: None,
-            key_version: None,
             layer_digest: request.layer_digest.clone(),
             image: request.image.clone(),
             client: client.map(|c| c.to_string()),
-            decision: Decision::Deny,
-            reason: String::new(),
+            ..AuditEvent::new(AuditKind::Unwrap, OffsetDateTime::now_utc(), String::new())
         };
         let outcome = self
             .unwrap_inner(identity, client, request, &mut event)
@@ -451,23 +556,123 @@ impl Broker {
     }
 
     /// The current public key of a group (no authentication: it is needed to encrypt).
+    /// Served from a short-lived cache ([`crate::recipients`]).
     pub async fn recipient(&self, name: &GroupName) -> Result<Recipient, BrokerError> {
-        let group = self.existing(name).await?;
-        let current = group.current().ok_or_else(|| {
-            BrokerError::Internal(format!("group {name} has no current key version"))
-        })?;
-        Ok(Recipient {
-            group: group.name.clone(),
-            version: current.version,
-            recipient: current.recipient.clone(),
-            broker: self.settings.public_url.clone(),
+        let answer = match self.recipients.get(name.as_str()) {
+            Ok(answer) => answer,
+            Err(ticket) => {
+                let answer = match self.store.group(name).await? {
+                    None => None,
+                    Some(group) => {
+                        let current = group.current().ok_or_else(|| {
+                            BrokerError::Internal(format!(
+                                "group {name} has no current key version"
+                            ))
+                        })?;
+                        Some(Recipient {
+                            group: group.name.clone(),
+                            version: current.version,
+                            recipient: current.recipient.clone(),
+                            broker: self.settings.public_url.clone(),
+                        })
+                    }
+                };
+                self.recipients.put(name.as_str(), answer.clone(), ticket);
+                answer
+            }
+        };
+        answer.ok_or_else(|| not_found(name))
+    }
+
+    /// Store reads made by [`Broker::recipient`] so far (cache misses).
+    pub fn recipient_reads(&self) -> u64 {
+        self.recipients.misses()
+    }
+
+    /// Writes an admin action's record; the action is answered only once it is durable.
+    async fn audit_admin(
+        &self,
+        actor: Actor<'_>,
+        action: AdminAction,
+        group: &GroupName,
+        reason: String,
+        change: impl FnOnce(&mut AuditEvent),
+    ) -> Result<(), BrokerError> {
+        let id = actor.identity;
+        let mut event = AuditEvent {
+            subject: id.subject.clone(),
+            dn: id.dn.clone(),
+            group: Some(group.to_string()),
+            client: actor.client.map(|c| c.to_canonical().to_string()),
+            decision: Decision::Allow,
+            action: Some(action),
+            credential: Some(match id.method {
+                Method::Token => Credential::Token,
+                Method::Certificate => Credential::Certificate,
+                Method::BootstrapAdmin => Credential::BootstrapToken,
+            }),
+            ..AuditEvent::new(AuditKind::Admin, OffsetDateTime::now_utc(), reason)
+        };
+        change(&mut event);
+        self.store.append_audit(&event).await.map_err(|e| {
+            BrokerError::Unavailable(format!(
+                "audit write of admin action {action:?} failed: {e}"
+            ))
         })
     }
 
-    /// Creates a group with a fresh key (version 1).
-    pub async fn create_group(&self, name: &GroupName) -> Result<Group, BrokerError> {
+    /// Records that an authenticated caller who is not an admin tried an admin route.
+    pub async fn audit_admin_refused(
+        &self,
+        identity: &Identity,
+        client: Option<IpAddr>,
+        route: &str,
+    ) {
+        let event = AuditEvent {
+            subject: identity.subject.clone(),
+            dn: identity.dn.clone(),
+            client: client.map(|c| c.to_canonical().to_string()),
+            ..AuditEvent::new(
+                AuditKind::Admin,
+                OffsetDateTime::now_utc(),
+                format!("not an admin: {route}"),
+            )
+        };
+        if let Err(e) = self.store.append_audit(&event).await {
+            tracing::error!(error = %e, "audit write failed");
+        }
+    }
+
+    /// Creates a group with a fresh key (version 1). Audited; if the record cannot be
+    /// written the group is deleted again and the error returned.
+    pub async fn create_group(
+        &self,
+        actor: Actor<'_>,
+        name: &GroupName,
+    ) -> Result<Group, BrokerError> {
         let key = generate_key().await?;
         let group = self.store.create_group(name, key).await?;
+        self.recipients.forget(name.as_str());
+        let recipient = group
+            .current()
+            .map(|v| v.recipient.clone())
+            .unwrap_or_default();
+        let audited = self
+            .audit_admin(
+                actor,
+                AdminAction::CreateGroup,
+                name,
+                format!("created with key version 1 (recipient {recipient})"),
+                |e| e.key_version = Some(1),
+            )
+            .await;
+        if let Err(e) = audited {
+            if let Err(undo) = self.store.delete_group(name).await {
+                tracing::error!(group = %name, error = %undo, "group created but neither audited nor deleted again");
+            }
+            self.recipients.forget(name.as_str());
+            return Err(e);
+        }
         tracing::info!(group = %name, "group created");
         Ok(group)
     }
@@ -482,51 +687,122 @@ impl Broker {
         self.existing(name).await
     }
 
-    /// Deletes a group and its keys.
-    pub async fn delete_group(&self, name: &GroupName) -> Result<(), BrokerError> {
-        if self.store.delete_group(name).await? {
-            self.identities.forget_group(name.as_str());
-            tracing::info!(group = %name, "group deleted");
-            Ok(())
-        } else {
-            Err(not_found(name))
+    /// Deletes a group and its keys. Audited (the record lists what went with it); if the
+    /// record cannot be written the deletion stands and the error is returned.
+    pub async fn delete_group(
+        &self,
+        actor: Actor<'_>,
+        name: &GroupName,
+    ) -> Result<(), BrokerError> {
+        let before = self.existing(name).await?;
+        if !self.store.delete_group(name).await? {
+            return Err(not_found(name));
         }
+        self.identities.forget_group(name.as_str());
+        self.recipients.forget(name.as_str());
+        tracing::info!(group = %name, "group deleted");
+        let grants: Vec<&str> = before.grants.iter().map(|g| g.id.as_str()).collect();
+        self.audit_admin(
+            actor,
+            AdminAction::DeleteGroup,
+            name,
+            format!(
+                "deleted with key versions 1-{} and grants [{}]",
+                before.current_version,
+                grants.join(", ")
+            ),
+            |_| {},
+        )
+        .await
     }
 
-    /// Validates and adds a grant.
-    pub async fn add_grant(&self, name: &GroupName, new: NewGrant) -> Result<Grant, BrokerError> {
+    /// Validates and adds a grant. Audited; if the record cannot be written the grant is
+    /// removed again and the error returned: no grant without its record.
+    pub async fn add_grant(
+        &self,
+        actor: Actor<'_>,
+        name: &GroupName,
+        new: NewGrant,
+    ) -> Result<Grant, BrokerError> {
         let now = OffsetDateTime::now_utc();
         let grant = validate_grant(new, now, new_grant_id())?;
         // Fail early with 404 rather than relying on every store's error kind.
         self.existing(name).await?;
         let group = self.store.add_grant(name, grant.clone()).await?;
-        tracing::info!(group = %name, grant = %grant.id, "grant added");
-        Ok(group
+        let grant = group
             .grants
             .into_iter()
             .find(|g| g.id == grant.id)
-            .unwrap_or(grant))
-    }
-
-    /// Removes a grant.
-    pub async fn remove_grant(&self, name: &GroupName, grant_id: &str) -> Result<(), BrokerError> {
-        self.existing(name).await?;
-        if self.store.remove_grant(name, grant_id).await? {
-            tracing::info!(group = %name, grant = %grant_id, "grant removed");
-            Ok(())
-        } else {
-            Err(BrokerError::NotFound(format!(
-                "grant {grant_id} does not exist"
-            )))
+            .unwrap_or(grant);
+        let audited = self
+            .audit_admin(
+                actor,
+                AdminAction::AddGrant,
+                name,
+                format!("added grant {}", grant.id),
+                |e| e.grant = Some(grant.clone()),
+            )
+            .await;
+        if let Err(e) = audited {
+            if let Err(undo) = self.store.remove_grant(name, &grant.id).await {
+                tracing::error!(group = %name, grant = %grant.id, error = %undo, "grant added but neither audited nor removed again");
+            }
+            return Err(e);
         }
+        tracing::info!(group = %name, grant = %grant.id, "grant added");
+        Ok(grant)
     }
 
-    /// Adds a key version, which becomes current; older versions still decrypt.
-    pub async fn rotate(&self, name: &GroupName) -> Result<Group, BrokerError> {
-        self.existing(name).await?;
+    /// Removes a grant. Audited with the grant as it was; if the record cannot be written
+    /// the removal stands and the error is returned.
+    pub async fn remove_grant(
+        &self,
+        actor: Actor<'_>,
+        name: &GroupName,
+        grant_id: &str,
+    ) -> Result<(), BrokerError> {
+        let before = self.existing(name).await?;
+        if !self.store.remove_grant(name, grant_id).await? {
+            return Err(BrokerError::NotFound(format!(
+                "grant {grant_id} does not exist"
+            )));
+        }
+        tracing::info!(group = %name, grant = %grant_id, "grant removed");
+        let removed = before.grants.into_iter().find(|g| g.id == grant_id);
+        self.audit_admin(
+            actor,
+            AdminAction::RemoveGrant,
+            name,
+            format!("revoked grant {grant_id}"),
+            |e| e.grant = removed,
+        )
+        .await
+    }
+
+    /// Adds a key version, which becomes current; older versions still decrypt. Audited;
+    /// if the record cannot be written the rotation stands and the error is returned.
+    pub async fn rotate(&self, actor: Actor<'_>, name: &GroupName) -> Result<Group, BrokerError> {
+        let before = self.existing(name).await?;
         let key = generate_key().await?;
         let group = self.store.rotate(name, key).await?;
+        self.recipients.forget(name.as_str());
         tracing::info!(group = %name, version = group.current_version, "group key rotated");
+        let recipient = group
+            .current()
+            .map(|v| v.recipient.clone())
+            .unwrap_or_default();
+        let version = group.current_version;
+        self.audit_admin(
+            actor,
+            AdminAction::Rotate,
+            name,
+            format!(
+                "rotated from key version {} to {version} (recipient {recipient})",
+                before.current_version
+            ),
+            |e| e.key_version = Some(version),
+        )
+        .await?;
         Ok(group)
     }
 

@@ -121,7 +121,10 @@ mod tests {
             ("a\u{200b}b\u{feff}", "a\\u{200b}b\\u{feff}"),
             ("x\u{2028}y", "x\\u{2028}y"),
             // Backslashes stay: an escaped grid DN reads as the broker matches it.
-            ("/O=EGI Foundation\\x2FCN=Jane", "/O=EGI Foundation\\x2FCN=Jane"),
+            (
+                "/O=EGI Foundation\\x2FCN=Jane",
+                "/O=EGI Foundation\\x2FCN=Jane",
+            ),
         ];
         for (raw, shown) in cases {
             assert_eq!(escape(raw), shown, "{raw:?}");

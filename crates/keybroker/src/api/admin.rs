@@ -1,4 +1,5 @@
-//! Admin routes under `/v1/admin`: groups, grants, rotation, audit log.
+//! Admin routes under `/v1/admin`: groups, grants, rotation, audit log. Every change is an
+//! audit record (kind `admin`) written before the answer ([`crate::service::Broker`]).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -10,7 +11,7 @@ use time::OffsetDateTime;
 use super::extract::{Admin, JsonBody};
 use super::groups::group_name;
 use super::{ApiError, AppState};
-use crate::model::{AuditEvent, AuditQuery, Grant, Group};
+use crate::model::{AuditEvent, AuditKind, AuditQuery, Grant, Group};
 use crate::service::NewGrant;
 
 pub(super) fn router() -> Router<AppState> {
@@ -41,7 +42,7 @@ async fn create_group(
     tracing::info!(admin = %admin.who(), group = %name, "admin: create group");
     Ok((
         StatusCode::CREATED,
-        Json(state.broker().create_group(&name).await?),
+        Json(state.broker().create_group(admin.actor(), &name).await?),
     ))
 }
 
@@ -67,7 +68,7 @@ async fn delete_group(
 ) -> Result<StatusCode, ApiError> {
     let name = group_name(group)?;
     tracing::info!(admin = %admin.who(), group = %name, "admin: delete group");
-    state.broker().delete_group(&name).await?;
+    state.broker().delete_group(admin.actor(), &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -79,7 +80,7 @@ async fn add_grant(
 ) -> Result<(StatusCode, Json<Grant>), ApiError> {
     let name = group_name(group)?;
     tracing::info!(admin = %admin.who(), group = %name, "admin: add grant");
-    let grant = state.broker().add_grant(&name, body).await?;
+    let grant = state.broker().add_grant(admin.actor(), &name, body).await?;
     Ok((StatusCode::CREATED, Json(grant)))
 }
 
@@ -90,7 +91,10 @@ async fn remove_grant(
 ) -> Result<StatusCode, ApiError> {
     let name = group_name(group)?;
     tracing::info!(admin = %admin.who(), group = %name, grant = %id, "admin: remove grant");
-    state.broker().remove_grant(&name, &id).await?;
+    state
+        .broker()
+        .remove_grant(admin.actor(), &name, &id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -101,7 +105,7 @@ async fn rotate(
 ) -> Result<Json<Group>, ApiError> {
     let name = group_name(group)?;
     tracing::info!(admin = %admin.who(), group = %name, "admin: rotate");
-    Ok(Json(state.broker().rotate(&name).await?))
+    Ok(Json(state.broker().rotate(admin.actor(), &name).await?))
 }
 
 #[derive(Deserialize)]
@@ -111,6 +115,7 @@ struct AuditParams {
     subject: Option<String>,
     since: Option<String>,
     limit: Option<usize>,
+    kind: Option<String>,
 }
 
 async fn audit(
@@ -119,8 +124,16 @@ async fn audit(
     params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<AuditEvent>>, ApiError> {
     let Query(params) = params.map_err(|_| {
-        ApiError::BadRequest("query parameters are group, subject, since (RFC 3339), limit".into())
+        ApiError::BadRequest(
+            "query parameters are group, subject, since (RFC 3339), limit, kind".into(),
+        )
     })?;
+    let kind = params
+        .kind
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<AuditKind>())
+        .transpose()
+        .map_err(ApiError::BadRequest)?;
     let since = params
         .since
         .filter(|s| !s.is_empty())
@@ -132,6 +145,7 @@ async fn audit(
         subject: params.subject.filter(|s| !s.is_empty()),
         since,
         limit: params.limit,
+        kind,
     };
     Ok(Json(state.broker().audit(query).await?))
 }

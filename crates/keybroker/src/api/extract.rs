@@ -5,14 +5,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse as _, Response};
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use super::{ApiError, AppState};
 use crate::auth::{AuthError, Identity, Method, Token};
+use crate::denials::client_key;
 
 /// Largest bearer token accepted (Check-in's are about 1,400 characters).
 const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -37,6 +40,30 @@ pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(a)| a.ip())
+}
+
+/// `METHOD /route/{pattern}` of a request, for audit records (never the raw path: it may
+/// carry anything).
+fn route(parts: &Parts) -> String {
+    let pattern = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    format!("{} {pattern}", parts.method)
+}
+
+/// Middleware: the per-client-network bucket, taken before anything else (authentication
+/// included) on every route. The address is the TCP peer's; forwarding headers are not read.
+pub async fn limit_by_address(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip());
+    if !state.0.by_address.check(&client_key(client)) {
+        state.broker().audit_limited(client).await;
+        return ApiError::RateLimited.into_response();
+    }
+    next.run(req).await
 }
 
 /// Authenticates the request: a bearer token if there is an `Authorization` header, else the
@@ -88,14 +115,14 @@ fn auth_error(e: AuthError) -> ApiError {
     }
 }
 
-/// The outcome of authentication, for handlers that audit failures themselves (unwrap).
-/// Rate limiting applies to authenticated callers.
+/// The outcome of authentication. Before a credential is checked, the client network's
+/// failure bucket must hold a token (else 429): failed authentications keep it, successful
+/// ones give it back. Failures are audited ([`crate::service::Broker::audit_unauthenticated`],
+/// in aggregate); authenticated callers are then limited per subject or DN.
 #[derive(Debug)]
 pub struct MaybeCaller {
     /// The caller or why not.
     pub result: Result<Caller, AuthError>,
-    /// Client address.
-    pub client: Option<IpAddr>,
 }
 
 impl MaybeCaller {
@@ -113,8 +140,14 @@ impl FromRequestParts<AppState> for MaybeCaller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let client = client_ip(parts);
+        let key = client_key(client);
+        if !state.0.auth_failures.check(&key) {
+            state.broker().audit_limited(client).await;
+            return Err(ApiError::RateLimited);
+        }
         let result = match authenticate(state, parts).await {
             Ok(identity) => {
+                state.0.auth_failures.refund(&key);
                 // The bootstrap admin is not limited: it holds the broker's most powerful
                 // secret anyway, and set-up scripts (many groups and grants in a row) would
                 // otherwise meet 429 after the burst.
@@ -125,9 +158,19 @@ impl FromRequestParts<AppState> for MaybeCaller {
                 }
                 Ok(Caller { identity, client })
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                if matches!(e, AuthError::Unavailable(_)) {
+                    // The issuer's failure, not the caller's.
+                    state.0.auth_failures.refund(&key);
+                }
+                state
+                    .broker()
+                    .audit_unauthenticated(client, &route(parts), &e.to_string())
+                    .await;
+                Err(e)
+            }
         };
-        Ok(MaybeCaller { result, client })
+        Ok(MaybeCaller { result })
     }
 }
 
@@ -150,6 +193,14 @@ impl FromRequestParts<AppState> for Caller {
 pub struct Admin(pub Caller);
 
 impl Admin {
+    /// The actor of the admin action, for the audit record.
+    pub fn actor(&self) -> crate::service::Actor<'_> {
+        crate::service::Actor {
+            identity: &self.0.identity,
+            client: self.0.client,
+        }
+    }
+
     /// Who, for logs: subject, DN or "bootstrap admin".
     pub fn who(&self) -> String {
         let id = &self.0.identity;
@@ -173,6 +224,10 @@ impl FromRequestParts<AppState> for Admin {
             Ok(Admin(caller))
         } else {
             tracing::info!(subject = ?caller.identity.subject, dn = ?caller.identity.dn, "admin route refused");
+            state
+                .broker()
+                .audit_admin_refused(&caller.identity, caller.client, &route(parts))
+                .await;
             Err(ApiError::Forbidden)
         }
     }

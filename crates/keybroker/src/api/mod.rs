@@ -34,6 +34,15 @@ use crate::service::Broker;
 /// Largest request body (413 beyond).
 pub const MAX_BODY_LEN: usize = 64 * 1024;
 
+/// Default of [`ApiOptions::ip_rate_per_minute`].
+pub const DEFAULT_IP_RATE_PER_MINUTE: u32 = 6000;
+/// Default of [`ApiOptions::ip_rate_burst`].
+pub const DEFAULT_IP_RATE_BURST: u32 = 600;
+/// Default of [`ApiOptions::auth_fail_per_minute`].
+pub const DEFAULT_AUTH_FAIL_PER_MINUTE: u32 = 60;
+/// Default of [`ApiOptions::auth_fail_burst`].
+pub const DEFAULT_AUTH_FAIL_BURST: u32 = 20;
+
 /// Options of the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct ApiOptions {
@@ -41,6 +50,16 @@ pub struct ApiOptions {
     pub rate_per_minute: u32,
     /// Burst size per caller.
     pub rate_burst: u32,
+    /// Sustained requests per minute per client network (IPv4 address, IPv6 /64), counted
+    /// before authentication, on every route.
+    pub ip_rate_per_minute: u32,
+    /// Burst per client network.
+    pub ip_rate_burst: u32,
+    /// Sustained failed authentications per minute per client network; beyond, requests that
+    /// need a credential are refused (429) before it is even checked.
+    pub auth_fail_per_minute: u32,
+    /// Burst of failed authentications per client network.
+    pub auth_fail_burst: u32,
     /// Whole-request timeout.
     pub request_timeout: Duration,
     /// Development token issuer: mounts `POST /dev/token` (`--dev` only).
@@ -54,6 +73,10 @@ impl Default for ApiOptions {
         ApiOptions {
             rate_per_minute: 600,
             rate_burst: 60,
+            ip_rate_per_minute: DEFAULT_IP_RATE_PER_MINUTE,
+            ip_rate_burst: DEFAULT_IP_RATE_BURST,
+            auth_fail_per_minute: DEFAULT_AUTH_FAIL_PER_MINUTE,
+            auth_fail_burst: DEFAULT_AUTH_FAIL_BURST,
             request_timeout: Duration::from_secs(30),
             dev_issuer: None,
             metrics: MetricsExposure::default(),
@@ -67,8 +90,10 @@ pub struct AppState(Arc<Inner>);
 
 #[derive(Debug)]
 struct Inner {
-    broker: Broker,
+    broker: Arc<Broker>,
     limiter: RateLimiter,
+    by_address: RateLimiter,
+    auth_failures: RateLimiter,
     metrics: Metrics,
     options: ApiOptions,
 }
@@ -77,8 +102,10 @@ impl AppState {
     /// State over `broker`.
     pub fn new(broker: Broker, options: ApiOptions) -> AppState {
         AppState(Arc::new(Inner {
-            broker,
+            broker: Arc::new(broker),
             limiter: RateLimiter::new(options.rate_per_minute, options.rate_burst),
+            by_address: RateLimiter::new(options.ip_rate_per_minute, options.ip_rate_burst),
+            auth_failures: RateLimiter::new(options.auth_fail_per_minute, options.auth_fail_burst),
             metrics: Metrics::new(),
             options,
         }))
@@ -87,6 +114,11 @@ impl AppState {
     /// The broker core.
     pub fn broker(&self) -> &Broker {
         &self.0.broker
+    }
+
+    /// The broker core, shared (for the refusal-summary flusher).
+    pub fn shared_broker(&self) -> Arc<Broker> {
+        Arc::clone(&self.0.broker)
     }
 
     /// The metrics.
@@ -112,6 +144,10 @@ pub fn router(state: AppState) -> Router {
     }
     let timeout = state.0.options.request_timeout;
     api.fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::limit_by_address,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

@@ -1,4 +1,5 @@
-//! A per-caller token bucket in a bounded map (no lock is held across `.await`).
+//! Token buckets in a bounded map (no lock is held across `.await`): per caller after
+//! authentication, and per client network ([`crate::denials::client_key`]) before it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -61,6 +62,18 @@ impl RateLimiter {
         }
     }
 
+    /// Gives back the token [`RateLimiter::check`] took (the request turned out not to count,
+    /// e.g. its authentication succeeded and only failures are limited).
+    pub fn refund(&self, key: &str) {
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(bucket) = buckets.get_mut(key) {
+            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
+        }
+    }
+
     fn evict(&self, buckets: &mut HashMap<String, Bucket>, now: Instant) {
         let (per_second, burst) = (self.per_second, self.burst);
         buckets.retain(|_, b| {
@@ -93,6 +106,17 @@ mod tests {
         assert!(limiter.check_at("b", t0));
         assert!(limiter.check_at("a", t0 + Duration::from_secs(1)));
         assert!(!limiter.check_at("a", t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn refund_gives_one_token_back_up_to_the_burst() {
+        let limiter = RateLimiter::new(1, 1);
+        assert!(limiter.check("a"));
+        assert!(!limiter.check("a"));
+        limiter.refund("a");
+        limiter.refund("a");
+        assert!(limiter.check("a"));
+        assert!(!limiter.check("a"), "refunds never exceed the burst");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -22,7 +22,9 @@ use zeroize::Zeroizing;
 
 use super::{router, ApiOptions, AppState};
 use crate::auth::{AuthError, Identity, Method, Token, TokenVerifier};
-use crate::model::{AuditEvent, AuditQuery, Grant, Group, KeyVersion};
+use crate::model::{
+    AdminAction, AuditEvent, AuditKind, AuditQuery, Credential, Grant, Group, KeyVersion,
+};
 use crate::service::{Broker, BrokerSettings};
 use crate::store::{KeyStore, NewKey, SecretIdentity, StoreError, StoreResult};
 
@@ -42,6 +44,10 @@ struct MemStore {
     groups: Mutex<BTreeMap<GroupName, Entry>>,
     audit: Mutex<Vec<AuditEvent>>,
     fail: AtomicBool,
+    /// Only audit writes fail.
+    fail_audit: AtomicBool,
+    /// Calls of `group()`.
+    group_reads: AtomicUsize,
 }
 
 impl MemStore {
@@ -87,6 +93,7 @@ impl KeyStore for MemStore {
         Ok(group)
     }
     async fn group(&self, name: &GroupName) -> StoreResult<Option<Group>> {
+        self.group_reads.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         Ok(self
             .groups
@@ -158,6 +165,9 @@ impl KeyStore for MemStore {
     }
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
         self.check()?;
+        if self.fail_audit.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("audit log is full".into()));
+        }
         self.audit.lock().expect("lock").push(event.clone());
         Ok(())
     }
@@ -166,18 +176,7 @@ impl KeyStore for MemStore {
         let events = self.events();
         let mut out: Vec<_> = events
             .into_iter()
-            .filter(|e| {
-                query
-                    .group
-                    .as_ref()
-                    .is_none_or(|g| e.group.as_ref() == Some(g))
-            })
-            .filter(|e| {
-                query
-                    .subject
-                    .as_ref()
-                    .is_none_or(|s| e.subject.as_ref() == Some(s) || e.dn.as_ref() == Some(s))
-            })
+            .filter(|e| crate::store::embedded::audit_matches(e, query))
             .collect();
         let limit = query.limit.unwrap_or(1000);
         if out.len() > limit {
@@ -221,6 +220,7 @@ fn token_identity(sub: &str, ents: &[&str]) -> Identity {
 
 struct Harness {
     app: Router,
+    state: AppState,
     store: Arc<MemStore>,
 }
 
@@ -246,14 +246,12 @@ fn harness_at(public_url: &str, options: ApiOptions) -> Harness {
         store.clone(),
         Arc::new(tokens),
         None,
-        BrokerSettings {
-            public_url: public_url.into(),
-            admin_entitlement: Some(ADMIN_ENT.into()),
-            admin_token: Some(Token::new(BOOTSTRAP)),
-        },
+        BrokerSettings::new(public_url, Some(ADMIN_ENT.into()), Some(Token::new(BOOTSTRAP))),
     );
+    let state = AppState::new(broker, options);
     Harness {
-        app: router(AppState::new(broker, options)),
+        app: router(state.clone()),
+        state,
         store,
     }
 }
@@ -285,6 +283,20 @@ impl Harness {
         token: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> Reply {
+        self.call_from("192.0.2.10:40000", &[], method, path, token, body)
+            .await
+    }
+
+    /// [`Harness::call`] from the TCP peer `peer`.
+    async fn call_from(
+        &self,
+        peer: &str,
+        headers: &[(&'static str, &str)],
+        method: HttpMethod,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Reply {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(t) = token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
@@ -295,9 +307,14 @@ impl Harness {
         let mut req = req
             .body(body.map_or_else(Body::empty, Body::from))
             .expect("request");
-        req.extensions_mut().insert(ConnectInfo(
-            "192.0.2.10:40000".parse::<SocketAddr>().expect("addr"),
-        ));
+        for (name, value) in headers {
+            req.headers_mut().insert(
+                axum::http::HeaderName::from_static(name),
+                value.parse().expect("header value"),
+            );
+        }
+        req.extensions_mut()
+            .insert(ConnectInfo(peer.parse::<SocketAddr>().expect("addr")));
         let response = self.app.clone().oneshot(req).await.expect("infallible");
         let status = response.status();
         let headers = response.headers().clone();
@@ -860,8 +877,9 @@ async fn store_error_is_503() {
             .contains("test store"),
         "cause is not shown"
     );
+    // A group whose recipient is not cached (setup_group read vo.example.org's).
     assert_eq!(
-        h.get("/v1/groups/vo.example.org/recipient", None)
+        h.get("/v1/groups/other.example.org/recipient", None)
             .await
             .status,
         StatusCode::SERVICE_UNAVAILABLE
@@ -1016,6 +1034,406 @@ async fn metrics_loopback_only_by_default_public_or_off_when_configured() {
             StatusCode::OK
         );
     }
+}
+
+/// Options with a small failure burst, to see the per-address limit quickly.
+fn strict() -> ApiOptions {
+    ApiOptions {
+        auth_fail_per_minute: 1,
+        auth_fail_burst: 5,
+        ..ApiOptions::default()
+    }
+}
+
+fn unauthenticated(events: &[AuditEvent]) -> Vec<&AuditEvent> {
+    events
+        .iter()
+        .filter(|e| e.kind == AuditKind::Unauthenticated)
+        .collect()
+}
+
+/// Regression (issue 8 item 2): 16k unauthenticated unwraps from one client were 16k 401s
+/// and 16k fsynced audit records. Now: 429 after the failure burst, whatever the forwarding
+/// headers say, and two records (the first in full, one summary) for the whole flood.
+#[tokio::test]
+async fn unauthenticated_flood_is_429_after_the_burst_and_audited_in_aggregate() {
+    let h = harness_with(strict());
+    let body = br#"{"payload":"eA=="}"#.to_vec();
+    let mut statuses = Vec::new();
+    for i in 0..300 {
+        // Every request claims another origin: the TCP peer is what counts.
+        let xff = format!("198.51.100.{}", i % 250);
+        let r = h
+            .call_from(
+                "192.0.2.66:5000",
+                &[("x-forwarded-for", &xff), ("x-real-ip", &xff)],
+                HttpMethod::POST,
+                "/v1/unwrap",
+                Some("forged"),
+                Some(body.clone()),
+            )
+            .await;
+        statuses.push(r.status.as_u16());
+    }
+    assert_eq!(statuses[..5], [401; 5]);
+    assert!(statuses[5..].iter().all(|&s| s == 429), "{statuses:?}");
+    // One record in full so far; the rest is counted.
+    let events = h.store.events();
+    let refused = unauthenticated(&events);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].client.as_deref(), Some("192.0.2.66"));
+    assert!(
+        refused[0]
+            .reason
+            .starts_with("unauthenticated (POST /v1/unwrap)"),
+        "{}",
+        refused[0].reason
+    );
+    // Another client is not affected by this one's failures.
+    let r = h
+        .call_from(
+            "192.0.2.67:5000",
+            &[],
+            HttpMethod::POST,
+            "/v1/unwrap",
+            Some("forged"),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // At shutdown (or when the window closes) the rest becomes one summary per client.
+    assert_eq!(h.state.broker().flush_denials(true).await, 1);
+    let events = h.store.events();
+    let refused = unauthenticated(&events);
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    let summary = refused.iter().find(|e| e.count.is_some()).expect("summary");
+    assert_eq!(
+        summary.count,
+        Some(299),
+        "nothing lost: 300 refusals, 1 in full"
+    );
+    assert_eq!(summary.client.as_deref(), Some("192.0.2.66"));
+    assert!(summary.until.is_some());
+}
+
+/// IPv6 clients are limited by /64: a new address in the same /64 gets no fresh bucket.
+#[tokio::test]
+async fn ipv6_clients_are_limited_per_64() {
+    let h = harness_with(strict());
+    let mut statuses = Vec::new();
+    for i in 0..10u16 {
+        let peer = format!("[2001:db8:7:7:{i:x}::1]:443");
+        let r = h
+            .call_from(
+                &peer,
+                &[],
+                HttpMethod::GET,
+                "/v1/admin/groups",
+                Some("guess"),
+                None,
+            )
+            .await;
+        statuses.push(r.status.as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429, 429, 429, 429]);
+    let r = h
+        .call_from(
+            "[2001:db8:7:8::1]:443",
+            &[],
+            HttpMethod::GET,
+            "/v1/admin/groups",
+            Some("guess"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "another /64");
+}
+
+/// Regression (issue 8 item 3): 2000 admin-token guesses in 0.3 s were neither limited nor
+/// audited. Now the failure bucket stops them and they are on record.
+#[tokio::test]
+async fn admin_token_guessing_is_limited_and_audited() {
+    let h = harness_with(strict());
+    let mut limited = 0;
+    for i in 0..200 {
+        let guess = format!("guess-{i}");
+        let r = h.get("/v1/admin/groups", Some(&guess)).await;
+        match r.status {
+            StatusCode::UNAUTHORIZED => assert!(i < 5, "guess {i} was checked"),
+            StatusCode::TOO_MANY_REQUESTS => limited += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(limited, 195);
+    // Even the right token waits once the address has used its failures up …
+    assert_eq!(
+        h.get("/v1/admin/groups", Some(BOOTSTRAP)).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // … but not from elsewhere, and a success does not use the failure budget up.
+    for _ in 0..10 {
+        let r = h
+            .call_from(
+                "192.0.2.20:1",
+                &[],
+                HttpMethod::GET,
+                "/v1/admin/groups",
+                Some(BOOTSTRAP),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    h.state.broker().flush_denials(true).await;
+    let events = h.store.events();
+    let refused = unauthenticated(&events);
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        refused[0].reason.contains("GET /v1/admin/groups"),
+        "{}",
+        refused[0].reason
+    );
+    assert_eq!(refused[1].count, Some(200));
+}
+
+/// The per-address bucket counts every request before authentication, including the
+/// public recipient route.
+#[tokio::test]
+async fn per_address_limit_applies_to_every_route() {
+    let h = harness_with(ApiOptions {
+        ip_rate_per_minute: 1,
+        ip_rate_burst: 3,
+        ..ApiOptions::default()
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(
+        (0..6).map(|_| h.get("/v1/groups/vo.example.org/recipient", None)),
+    )
+    .await
+    .iter()
+    .map(|r| r.status.as_u16())
+    .collect();
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 429).count(),
+        3,
+        "{statuses:?}"
+    );
+    h.state.broker().flush_denials(true).await;
+    let events = h.store.events();
+    assert_eq!(unauthenticated(&events).len(), 1, "one summary");
+    assert_eq!(unauthenticated(&events)[0].count, Some(3));
+}
+
+/// Regression (issue 8 item 4): "grant myself, unwrap, revoke" showed as one allow. Every
+/// admin action is now a record of kind `admin` (actor, action, target, change), and the
+/// log filters by kind.
+#[tokio::test]
+async fn admin_actions_are_audited_and_filterable_by_kind() {
+    let h = harness();
+    let recipient = h.setup_group().await; // create + grant by the bootstrap token
+    let r = h
+        .post(
+            "/v1/admin/groups/vo.example.org/grants",
+            Some("admin"),
+            json!({"subject": "outsider@egi.eu"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let grant_id = r.json()["id"].as_str().expect("id").to_owned();
+    let p = payload(BROKER, "vo.example.org", 1, &recipient, OPTS);
+    assert_eq!(
+        h.post("/v1/unwrap", Some("outsider"), unwrap_body(&p))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = h
+        .call(
+            HttpMethod::DELETE,
+            &format!("/v1/admin/groups/vo.example.org/grants/{grant_id}"),
+            Some("admin"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = h
+        .post(
+            "/v1/admin/groups/vo.example.org/rotate",
+            Some("admin"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+    let r = h
+        .call(
+            HttpMethod::DELETE,
+            "/v1/admin/groups/vo.example.org",
+            Some("admin"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    // A member trying an admin route is on record too.
+    assert_eq!(
+        h.get("/v1/admin/groups", Some("member")).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    let r = h.get("/v1/admin/audit?kind=admin", Some("admin")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let events: Vec<AuditEvent> = serde_json::from_slice(&r.body).expect("events");
+    let actions: Vec<Option<AdminAction>> = events.iter().map(|e| e.action).collect();
+    assert_eq!(
+        actions,
+        [
+            Some(AdminAction::CreateGroup),
+            Some(AdminAction::AddGrant),
+            Some(AdminAction::AddGrant),
+            Some(AdminAction::RemoveGrant),
+            Some(AdminAction::Rotate),
+            Some(AdminAction::DeleteGroup),
+            None,
+        ]
+    );
+    assert!(events.iter().all(|e| e.kind == AuditKind::Admin));
+    assert_eq!(events[0].credential, Some(Credential::BootstrapToken));
+    assert_eq!(events[0].subject, None);
+    let added = &events[2];
+    assert_eq!(added.credential, Some(Credential::Token));
+    assert_eq!(added.subject.as_deref(), Some("admin@egi.eu"));
+    assert_eq!(added.client.as_deref(), Some("192.0.2.10"));
+    assert_eq!(added.group.as_deref(), Some("vo.example.org"));
+    assert_eq!(added.decision, crate::model::Decision::Allow);
+    let grant = added.grant.as_ref().expect("the grant added");
+    assert_eq!(grant.id, grant_id);
+    assert_eq!(
+        grant.principal,
+        crate::model::Principal::Subject {
+            subject: "outsider@egi.eu".into()
+        }
+    );
+    assert_eq!(
+        events[3].grant.as_ref().map(|g| g.id.as_str()),
+        Some(grant_id.as_str())
+    );
+    assert_eq!(events[4].key_version, Some(2));
+    assert!(
+        events[4].reason.contains("from key version 1 to 2"),
+        "{}",
+        events[4].reason
+    );
+    assert!(events[5].reason.contains(&grant_id) || events[5].reason.contains("grants ["));
+    assert_eq!(events[6].decision, crate::model::Decision::Deny);
+    assert_eq!(events[6].subject.as_deref(), Some("member@egi.eu"));
+    // The unwrap sits between grant and revoke in the full log.
+    let r = h.get("/v1/admin/audit", Some("admin")).await;
+    let all: Vec<AuditEvent> = serde_json::from_slice(&r.body).expect("events");
+    let order: Vec<AuditKind> = all.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        order[..5],
+        [
+            AuditKind::Admin,
+            AuditKind::Admin,
+            AuditKind::Admin,
+            AuditKind::Unwrap,
+            AuditKind::Admin
+        ]
+    );
+    let r = h.get("/v1/admin/audit?kind=unwrap", Some("admin")).await;
+    let unwraps: Vec<AuditEvent> = serde_json::from_slice(&r.body).expect("events");
+    assert_eq!(unwraps.len(), 1);
+    assert_eq!(unwraps[0].decision, crate::model::Decision::Allow);
+    let r = h
+        .get("/v1/admin/audit?kind=everything", Some("admin"))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("unwrap, unauthenticated, admin"));
+}
+
+/// No grant without its record: when the audit write fails, the grant is taken back and the
+/// admin gets 503.
+#[tokio::test]
+async fn admin_action_fails_closed_when_it_cannot_be_audited() {
+    let h = harness();
+    h.setup_group().await;
+    h.store.fail_audit.store(true, Ordering::SeqCst);
+    let r = h
+        .post(
+            "/v1/admin/groups/vo.example.org/grants",
+            Some(BOOTSTRAP),
+            json!({"subject": "mallory@egi.eu"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    let r = h
+        .post(
+            "/v1/admin/groups",
+            Some(BOOTSTRAP),
+            json!({"name": "new.example.org"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    h.store.fail_audit.store(false, Ordering::SeqCst);
+    let r = h
+        .get("/v1/admin/groups/vo.example.org", Some(BOOTSTRAP))
+        .await;
+    let grants = r.json()["grants"].as_array().cloned().unwrap_or_default();
+    assert_eq!(grants.len(), 1, "only the set-up grant: {grants:?}");
+    assert_eq!(
+        h.get("/v1/admin/groups/new.example.org", Some(BOOTSTRAP))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// Regression (issue 8 item 14): every unauthenticated recipient request read the store
+/// (an OpenBao round trip). Now one read per TTL; rotation through this broker shows at once.
+#[tokio::test]
+async fn recipient_is_read_once_within_the_ttl_and_rotation_invalidates() {
+    let h = harness();
+    h.setup_group().await;
+    let before = h.store.group_reads.load(Ordering::SeqCst);
+    for _ in 0..50 {
+        let r = h.get("/v1/groups/vo.example.org/recipient", None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.json()["version"], 1);
+    }
+    let reads = h.store.group_reads.load(Ordering::SeqCst) - before;
+    assert!(reads <= 1, "{reads} store reads for 50 requests");
+    // Unknown groups are cached too (a flood of one bogus name is one read).
+    let before = h.store.group_reads.load(Ordering::SeqCst);
+    for _ in 0..20 {
+        let r = h.get("/v1/groups/nope.example.org/recipient", None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(h.store.group_reads.load(Ordering::SeqCst) - before, 1);
+    let r = h
+        .post(
+            "/v1/admin/groups/vo.example.org/rotate",
+            Some(BOOTSTRAP),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = h.get("/v1/groups/vo.example.org/recipient", None).await;
+    assert_eq!(
+        r.json()["version"],
+        2,
+        "rotation through this broker is seen at once"
+    );
+    let r = h
+        .post(
+            "/v1/admin/groups",
+            Some(BOOTSTRAP),
+            json!({"name": "nope.example.org"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = h.get("/v1/groups/nope.example.org/recipient", None).await;
+    assert_eq!(r.status, StatusCode::OK, "creation is seen at once");
 }
 
 #[tokio::test]

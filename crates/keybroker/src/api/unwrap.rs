@@ -35,14 +35,11 @@ async fn unwrap(
     req: Request,
 ) -> Result<Response, ApiError> {
     // Authentication first, then the body: an unauthenticated caller learns nothing about
-    // what the broker thinks of its body. Failed authentication is audited too.
+    // what the broker thinks of its body. Failed authentication was audited (in aggregate)
+    // by the extractor.
     let caller = match caller.result {
         Ok(c) => c,
         Err(e) => {
-            state
-                .broker()
-                .audit_unauthenticated(caller.client, &e.to_string())
-                .await;
             state.metrics().unwrap_decision("deny");
             return Err(MaybeCaller::api_error(e));
         }

@@ -12,6 +12,12 @@
 //!   it takes every event queued so far, writes them with one `write(2)`, calls `fdatasync`
 //!   once, and only then acknowledges each of them. An event is never acknowledged before it
 //!   is durable; concurrent events share one fsync instead of queueing for one each.
+//!   Before a batch would take the file past [`AuditRotation::max_bytes`] it is rotated:
+//!   `audit.log.N-1` → `audit.log.N` … `audit.log` → `audit.log.1`, the oldest beyond
+//!   [`AuditRotation::keep`] deleted, a new `audit.log` created and the directory fsynced, so
+//!   the log takes at most `(keep + 1) × max_bytes`. Queries read the kept files too. On
+//!   SIGHUP the broker asks the writer to reopen `audit.log` by name (for logrotate's
+//!   `create` mode; with `copytruncate` nothing is needed).
 //! - `lock`: held with an exclusive `flock` while the store is open, so two brokers cannot
 //!   share one directory.
 //!
@@ -50,6 +56,30 @@ const STATE_FORMAT: u32 = 1;
 /// Plaintext of the check value that tells a wrong master key at start-up.
 const CHECK_PLAINTEXT: &[u8] = b"layercrypt embedded store master key check";
 const NONCE_LEN: usize = 24;
+/// Default of [`AuditRotation::max_bytes`]: 64 MiB.
+pub const DEFAULT_AUDIT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Default of [`AuditRotation::keep`].
+pub const DEFAULT_AUDIT_KEEP: u32 = 10;
+
+/// Size-based rotation of `audit.log`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditRotation {
+    /// Rotate before the file would grow past this many bytes (a single batch larger than
+    /// this still goes to a file of its own).
+    pub max_bytes: u64,
+    /// Rotated files kept (at least 1).
+    pub keep: u32,
+}
+
+impl Default for AuditRotation {
+    fn default() -> Self {
+        AuditRotation {
+            max_bytes: DEFAULT_AUDIT_MAX_BYTES,
+            keep: DEFAULT_AUDIT_KEEP,
+        }
+    }
+}
+
 /// Default and largest number of audit events a query returns.
 pub(crate) const DEFAULT_AUDIT_LIMIT: usize = 1000;
 
@@ -81,7 +111,8 @@ struct Inner {
     /// Serializes writers: held while the next state is written to disk.
     writer: tokio::sync::Mutex<()>,
     /// Queue of the audit writer thread (see [`audit_writer`]).
-    audit: mpsc::Sender<AuditJob>,
+    audit: mpsc::Sender<AuditMsg>,
+    rotation: AuditRotation,
     /// Holds the `flock` until the store is dropped.
     _lock: File,
 }
@@ -101,8 +132,17 @@ impl EmbeddedStore {
     /// group or others, a directory locked by another store, and a master key that does not
     /// open the state (`Corrupt`).
     pub async fn open(data_dir: &Path) -> StoreResult<Self> {
+        Self::open_with(data_dir, AuditRotation::default()).await
+    }
+
+    /// [`EmbeddedStore::open`] with the audit log rotated as `rotation` says.
+    pub async fn open_with(data_dir: &Path, rotation: AuditRotation) -> StoreResult<Self> {
         let dir = data_dir.to_path_buf();
-        let inner = tokio::task::spawn_blocking(move || open_blocking(dir))
+        let rotation = AuditRotation {
+            keep: rotation.keep.max(1),
+            ..rotation
+        };
+        let inner = tokio::task::spawn_blocking(move || open_blocking(dir, rotation))
             .await
             .map_err(join_error)??;
         Ok(EmbeddedStore {
@@ -178,7 +218,7 @@ fn check_private(path: &Path, meta: &fs::Metadata) -> StoreResult<()> {
     Ok(())
 }
 
-fn open_blocking(dir: PathBuf) -> StoreResult<Inner> {
+fn open_blocking(dir: PathBuf, rotation: AuditRotation) -> StoreResult<Inner> {
     match fs::symlink_metadata(&dir) {
         Ok(meta) => {
             if !meta.is_dir() {
@@ -253,13 +293,14 @@ fn open_blocking(dir: PathBuf) -> StoreResult<Inner> {
         state
     };
 
-    let audit = spawn_audit_writer(open_audit(&dir.join(AUDIT))?)?;
+    let audit = spawn_audit_writer(AuditLog::open(&dir, rotation)?)?;
     Ok(Inner {
         dir,
         cipher,
         state: RwLock::new(Arc::new(state)),
         writer: tokio::sync::Mutex::new(()),
         audit,
+        rotation,
         _lock: lock,
     })
 }
@@ -339,17 +380,121 @@ struct AuditJob {
     done: tokio::sync::oneshot::Sender<std::io::Result<()>>,
 }
 
+/// What the audit writer thread is asked to do.
+enum AuditMsg {
+    /// Append (group commit).
+    Event(AuditJob),
+    /// Reopen `audit.log` by name (SIGHUP).
+    Reopen(tokio::sync::oneshot::Sender<std::io::Result<()>>),
+}
+
 /// Most events committed by one `fdatasync`, and most bytes written by one `write(2)`.
 const AUDIT_BATCH_EVENTS: usize = 4096;
 const AUDIT_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
-/// Starts the audit writer thread over `file` (opened for appending). It ends when the last
-/// sender is dropped, after committing what was queued.
-fn spawn_audit_writer(file: File) -> StoreResult<mpsc::Sender<AuditJob>> {
+/// The name of the `n`th rotated file (`audit.log.n`).
+fn rotated(dir: &Path, n: u32) -> PathBuf {
+    dir.join(format!("{AUDIT}.{n}"))
+}
+
+/// The open audit log and its rotation; owned by the writer thread.
+struct AuditLog {
+    dir: PathBuf,
+    file: File,
+    rotation: AuditRotation,
+}
+
+impl AuditLog {
+    fn open(dir: &Path, rotation: AuditRotation) -> StoreResult<AuditLog> {
+        Ok(AuditLog {
+            dir: dir.to_path_buf(),
+            file: open_audit(&dir.join(AUDIT))?,
+            rotation,
+        })
+    }
+
+    /// Opens `audit.log` by name again (it may have been moved away, then created afresh
+    /// or not). A new file that group or others can read is refused and the old one kept.
+    fn reopen(&mut self) -> std::io::Result<()> {
+        let path = self.dir.join(AUDIT);
+        let file = open_audit(&path).map_err(store_to_io)?;
+        check_private(&path, &file.metadata()?).map_err(store_to_io)?;
+        self.file = file;
+        tracing::info!(path = %path.display(), "audit log reopened");
+        Ok(())
+    }
+
+    /// Shifts the kept files up by one, moves `audit.log` to `audit.log.1` and starts a new
+    /// `audit.log`; the directory is fsynced before the next record goes to the new file.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.file.sync_all()?;
+        let keep = self.rotation.keep.max(1);
+        match fs::remove_file(rotated(&self.dir, keep)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        for n in (1..keep).rev() {
+            match fs::rename(rotated(&self.dir, n), rotated(&self.dir, n + 1)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        fs::rename(self.dir.join(AUDIT), rotated(&self.dir, 1))?;
+        let file = open_audit(&self.dir.join(AUDIT)).map_err(store_to_io)?;
+        sync_dir(&self.dir)?;
+        self.file = file;
+        tracing::info!(dir = %self.dir.display(), keep, "audit log rotated");
+        Ok(())
+    }
+
+    /// Appends whole lines with one `write(2)` and one `fdatasync`, rotating first if they
+    /// would take the file past the cap. A failed write is cut back to the previous length.
+    fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let len = self.file.metadata()?.len();
+        if len > 0 && len.saturating_add(buf.len() as u64) > self.rotation.max_bytes {
+            if let Err(e) = self.rotate() {
+                // The record matters more than the cap: keep appending to the current file.
+                tracing::error!(error = %e, "audit log rotation failed; appending past the cap");
+            }
+        }
+        let len = self.file.metadata()?.len();
+        let result = self
+            .file
+            .write_all(buf)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "audit batch not durable");
+            // Only ever shorten: a file truncated behind our back (copytruncate) is left alone.
+            let cut = self.file.metadata().and_then(|m| {
+                if m.len() > len {
+                    self.file.set_len(len)?;
+                }
+                self.file.sync_data()
+            });
+            if let Err(e) = cut {
+                tracing::error!(error = %e, "cannot cut the audit log back after a failed write");
+            }
+        }
+        result
+    }
+}
+
+fn store_to_io(e: StoreError) -> std::io::Error {
+    match e {
+        StoreError::Io(e) => e,
+        other => std::io::Error::other(other.to_string()),
+    }
+}
+
+/// Starts the audit writer thread over `log`. It ends when the last sender is dropped, after
+/// committing what was queued.
+fn spawn_audit_writer(log: AuditLog) -> StoreResult<mpsc::Sender<AuditMsg>> {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("audit-writer".into())
-        .spawn(move || audit_writer(file, &rx))?;
+        .spawn(move || audit_writer(log, &rx))?;
     Ok(tx)
 }
 
@@ -358,37 +503,43 @@ fn spawn_audit_writer(file: File) -> StoreResult<mpsc::Sender<AuditJob>> {
 /// No artificial delay: the batch is what arrived while the previous fsync ran. A failed
 /// write or sync answers the whole batch with the error and cuts the file back to its last
 /// durable length, so a failed batch leaves no partial line for a later one to follow.
-fn audit_writer(mut file: File, rx: &mpsc::Receiver<AuditJob>) {
-    let mut durable_len = file.metadata().map(|m| m.len()).ok();
+fn audit_writer(mut log: AuditLog, rx: &mpsc::Receiver<AuditMsg>) {
     let mut buf = Vec::new();
     let mut waiting = Vec::new();
-    while let Ok(first) = rx.recv() {
+    let mut pending = None;
+    loop {
+        let first = match pending.take() {
+            Some(msg) => msg,
+            None => match rx.recv() {
+                Ok(msg) => msg,
+                Err(_) => return,
+            },
+        };
+        let first = match first {
+            AuditMsg::Reopen(done) => {
+                let _ = done.send(log.reopen());
+                continue;
+            }
+            AuditMsg::Event(job) => job,
+        };
         buf.clear();
         buf.extend_from_slice(&first.line);
         waiting.push(first.done);
         while waiting.len() < AUDIT_BATCH_EVENTS && buf.len() < AUDIT_BATCH_BYTES {
             match rx.try_recv() {
-                Ok(job) => {
+                Ok(AuditMsg::Event(job)) => {
                     buf.extend_from_slice(&job.line);
                     waiting.push(job.done);
+                }
+                // After this batch: the batch goes to the file it was meant for.
+                Ok(reopen @ AuditMsg::Reopen(_)) => {
+                    pending = Some(reopen);
+                    break;
                 }
                 Err(_) => break,
             }
         }
-        // One write(2) of whole lines on an O_APPEND file, then one fsync for all of them.
-        let result = file.write_all(&buf).and_then(|()| file.sync_data());
-        match &result {
-            Ok(()) => durable_len = durable_len.map(|l| l + buf.len() as u64),
-            Err(e) => {
-                tracing::error!(error = %e, events = waiting.len(), "audit batch not durable");
-                if let Some(len) = durable_len {
-                    if let Err(e) = file.set_len(len).and_then(|()| file.sync_data()) {
-                        tracing::error!(error = %e, "cannot cut the audit log back after a failed write");
-                        durable_len = file.metadata().map(|m| m.len()).ok();
-                    }
-                }
-            }
-        }
+        let result = log.append(&buf);
         for done in waiting.drain(..) {
             let answer = match &result {
                 Ok(()) => Ok(()),
@@ -506,6 +657,7 @@ pub(crate) fn audit_matches(event: &AuditEvent, query: &AuditQuery) -> bool {
             .as_ref()
             .is_none_or(|s| event.subject.as_ref() == Some(s) || event.dn.as_ref() == Some(s))
         && query.since.is_none_or(|since| event.time >= since)
+        && query.kind.is_none_or(|kind| event.kind == kind)
 }
 
 /// The query's limit, bounded by [`DEFAULT_AUDIT_LIMIT`] when absent.
@@ -662,7 +814,7 @@ impl KeyStore for EmbeddedStore {
         let (done, durable) = tokio::sync::oneshot::channel();
         self.inner
             .audit
-            .send(AuditJob { line, done })
+            .send(AuditMsg::Event(AuditJob { line, done }))
             .map_err(|_| StoreError::Io(std::io::Error::other("audit writer stopped")))?;
         // Answered only after the batch holding this event was written and fsynced.
         durable
@@ -672,11 +824,33 @@ impl KeyStore for EmbeddedStore {
     }
 
     async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
-        let path = self.inner.dir.join(AUDIT);
+        let dir = self.inner.dir.clone();
+        let keep = self.inner.rotation.keep;
         let query = query.clone();
-        tokio::task::spawn_blocking(move || read_audit(&path, &query))
+        tokio::task::spawn_blocking(move || {
+            // Oldest first: audit.log.N … audit.log.1, then audit.log.
+            let mut paths: Vec<PathBuf> = (1..=keep)
+                .rev()
+                .map(|n| rotated(&dir, n))
+                .filter(|p| p.exists())
+                .collect();
+            paths.push(dir.join(AUDIT));
+            read_audit(&paths, &query)
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    async fn reopen_audit(&self) -> StoreResult<()> {
+        let (done, reopened) = tokio::sync::oneshot::channel();
+        self.inner
+            .audit
+            .send(AuditMsg::Reopen(done))
+            .map_err(|_| StoreError::Io(std::io::Error::other("audit writer stopped")))?;
+        reopened
             .await
-            .map_err(join_error)?
+            .map_err(|_| StoreError::Io(std::io::Error::other("audit writer stopped")))?
+            .map_err(StoreError::Io)
     }
 
     async fn ready(&self) -> StoreResult<()> {
@@ -688,12 +862,30 @@ impl KeyStore for EmbeddedStore {
     }
 }
 
-/// Reads the audit log front to back, keeping the newest `limit` matching events.
-fn read_audit(path: &Path, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+/// Reads the audit files front to back (oldest file first), keeping the newest `limit`
+/// matching events. A file that vanished meanwhile (rotated away) is skipped.
+fn read_audit(paths: &[PathBuf], query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
     let limit = audit_limit(query);
-    let file = File::open(path)?;
-    let mut reader = BufReader::new(file);
     let mut out = std::collections::VecDeque::new();
+    for path in paths {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        read_audit_file(path, file, query, limit, &mut out)?;
+    }
+    Ok(out.into())
+}
+
+fn read_audit_file(
+    path: &Path,
+    file: File,
+    query: &AuditQuery,
+    limit: usize,
+    out: &mut std::collections::VecDeque<AuditEvent>,
+) -> StoreResult<()> {
+    let mut reader = BufReader::new(file);
     let mut line = Vec::new();
     let mut number = 0usize;
     loop {
@@ -715,7 +907,7 @@ fn read_audit(path: &Path, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
             }
         }
     }
-    Ok(out.into())
+    Ok(())
 }
 
 #[cfg(test)]
@@ -769,6 +961,80 @@ mod tests {
     fn aad_separates_names_and_versions() {
         // "a" v12 and "a1" v2 must not share an AAD.
         assert_ne!(key_aad("a", 12), key_aad("a1", 2));
+    }
+
+    fn line(n: usize) -> Vec<u8> {
+        let mut l = format!("{n:039}").into_bytes();
+        l.push(b'\n');
+        l
+    }
+
+    #[test]
+    fn audit_log_rotates_by_size_and_keeps_n_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rotation = AuditRotation {
+            max_bytes: 100,
+            keep: 2,
+        };
+        let mut log = AuditLog::open(dir.path(), rotation).expect("open");
+        for n in 0..10 {
+            log.append(&line(n)).expect("append");
+        }
+        let read = |p: PathBuf| std::fs::read(p).expect("read");
+        // 40-byte lines, 100-byte cap: two lines a file; the oldest six rotated away.
+        assert_eq!(read(dir.path().join(AUDIT)), [line(8), line(9)].concat());
+        assert_eq!(read(rotated(dir.path(), 1)), [line(6), line(7)].concat());
+        assert_eq!(read(rotated(dir.path(), 2)), [line(4), line(5)].concat());
+        assert!(
+            !rotated(dir.path(), 3).exists(),
+            "only keep=2 rotated files"
+        );
+        // A batch bigger than the cap still goes out whole, to a file of its own.
+        let big: Vec<u8> = (10..14).flat_map(line).collect();
+        log.append(&big).expect("append");
+        assert_eq!(read(dir.path().join(AUDIT)), big);
+        assert_eq!(read(rotated(dir.path(), 1)), [line(8), line(9)].concat());
+        // Queries read the kept files, oldest first.
+        let paths = [
+            rotated(dir.path(), 2),
+            rotated(dir.path(), 1),
+            dir.path().join(AUDIT),
+        ];
+        let text: Vec<u8> = paths.iter().flat_map(|p| read(p.clone())).collect();
+        assert_eq!(text.len(), 8 * 40);
+    }
+
+    #[test]
+    fn reopen_follows_the_name_after_logrotate_moved_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = AuditLog::open(dir.path(), AuditRotation::default()).expect("open");
+        log.append(&line(1)).expect("append");
+        let moved = dir.path().join("audit.log-20261207");
+        std::fs::rename(dir.path().join(AUDIT), &moved).expect("mv");
+        log.append(&line(2))
+            .expect("append to the moved file until reopened");
+        log.reopen().expect("reopen");
+        log.append(&line(3)).expect("append");
+        assert_eq!(
+            std::fs::read(&moved).expect("read"),
+            [line(1), line(2)].concat()
+        );
+        let path = dir.path().join(AUDIT);
+        assert_eq!(std::fs::read(&path).expect("read"), line(3));
+        let mode = std::fs::metadata(&path).expect("meta").mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // A new file that others can read (a careless `create 0644`) is refused; the old
+        // handle stays in use.
+        std::fs::rename(&path, dir.path().join("audit.log-2")).expect("mv");
+        std::fs::write(&path, b"").expect("create");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .expect("chmod");
+        assert!(log.reopen().is_err());
+        log.append(&line(4)).expect("append");
+        assert_eq!(
+            std::fs::read(dir.path().join("audit.log-2")).expect("read"),
+            [line(3), line(4)].concat()
+        );
     }
 
     #[test]

@@ -86,6 +86,11 @@ pub trait KeyStore: Send + Sync {
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Reads audit events.
     async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>>;
+    /// Reopens the audit log under its name (SIGHUP, after logrotate moved it away). Stores
+    /// without a local log do nothing.
+    async fn reopen_audit(&self) -> StoreResult<()> {
+        Ok(())
+    }
     /// Ok if the backend is reachable and usable (for `/readyz`).
     async fn ready(&self) -> StoreResult<()>;
 }

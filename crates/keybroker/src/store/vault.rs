@@ -12,7 +12,10 @@
 //!   is never referenced (it deletes it, and retries as n+2). A crash between the two writes
 //!   leaves an unreferenced key that `delete_group` removes with the group.
 //! - `audit/<yyyy-mm-dd>/<unix-ns, 20 digits>-<random>`: one event per secret, so concurrent
-//!   brokers never conflict; names sort by time.
+//!   brokers never conflict; names sort by time. Growth is bounded by the broker (refusals
+//!   before authentication are summarised per client network and window, see
+//!   [`crate::denials`]) and here by retention: days older than
+//!   [`VaultConfig::audit_retention_days`] are deleted at start and daily after.
 //!
 //! Auth: a token, or AppRole (logged in at connect and again when the server answers 403,
 //! e.g. after the token expired). Renewable tokens are renewed in the background at half
@@ -21,6 +24,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
@@ -47,6 +51,10 @@ pub const DEFAULT_APPROLE_MOUNT: &str = "approle";
 /// How often a group update is retried after check-and-set conflicts.
 const CAS_ATTEMPTS: usize = 64;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of [`VaultConfig::audit_retention_days`].
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 400;
+/// How often old audit days are deleted.
+const PRUNE_PERIOD: Duration = Duration::from_secs(24 * 3600);
 
 /// How the broker logs in to Vault/OpenBao.
 pub enum VaultAuth {
@@ -90,6 +98,8 @@ pub struct VaultConfig {
     pub auth: VaultAuth,
     /// PEM CA bundle for an `https` address.
     pub ca_file: Option<PathBuf>,
+    /// Audit records of days older than this are deleted (0: kept for ever).
+    pub audit_retention_days: u32,
 }
 
 impl VaultConfig {
@@ -101,6 +111,7 @@ impl VaultConfig {
             prefix: DEFAULT_PREFIX.to_owned(),
             auth,
             ca_file: None,
+            audit_retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
         }
     }
 }
@@ -134,6 +145,8 @@ struct Inner {
     client: RwLock<Arc<VaultClient>>,
     /// Serializes re-logins.
     login: tokio::sync::Mutex<()>,
+    /// Group records read from Vault (for tests and metrics).
+    group_reads: AtomicU64,
 }
 
 impl std::fmt::Debug for VaultStore {
@@ -190,9 +203,43 @@ impl VaultStore {
             config,
             client: RwLock::new(Arc::new(client)),
             login: tokio::sync::Mutex::new(()),
+            group_reads: AtomicU64::new(0),
         });
         spawn_renewal(Arc::downgrade(&inner));
+        if inner.config.audit_retention_days > 0 {
+            spawn_pruner(Arc::downgrade(&inner));
+        }
         Ok(VaultStore { inner })
+    }
+
+    /// Group records read from Vault so far.
+    pub fn group_reads(&self) -> u64 {
+        self.inner.group_reads.load(Ordering::Relaxed)
+    }
+
+    /// Deletes the audit records of days before `now` minus the retention; returns how many.
+    pub async fn prune_audit(&self, now: OffsetDateTime) -> StoreResult<usize> {
+        let days = self.inner.config.audit_retention_days;
+        if days == 0 {
+            return Ok(0);
+        }
+        let cutoff = day_name(now - time::Duration::days(i64::from(days)));
+        let mut deleted = 0;
+        for day in self.list("audit").await? {
+            let day = day.trim_end_matches('/');
+            // Day names sort as dates; anything else under audit/ is not ours to delete.
+            if day.len() != 10 || day >= cutoff.as_str() {
+                continue;
+            }
+            for name in self.list(&format!("audit/{day}")).await? {
+                self.delete_path(&format!("audit/{day}/{name}")).await?;
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(deleted, before = %cutoff, "old audit records deleted");
+        }
+        Ok(deleted)
     }
 
     fn path(&self, rest: &str) -> String {
@@ -230,6 +277,7 @@ impl VaultStore {
 
     /// Reads a group record and its KV version (0 = absent).
     async fn read_group(&self, name: &str) -> StoreResult<(Option<GroupRecord>, u32)> {
+        self.inner.group_reads.fetch_add(1, Ordering::Relaxed);
         let path = self.path(&format!("groups/{name}"));
         let mount = self.mount();
         let res = self
@@ -439,6 +487,29 @@ async fn login(config: &VaultConfig) -> StoreResult<VaultClient> {
     }
 }
 
+/// `yyyy-mm-dd` (UTC) of `t`, the name of its audit folder.
+fn day_name(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+}
+
+/// Deletes old audit days at start and every [`PRUNE_PERIOD`]; stops when the store is
+/// dropped.
+fn spawn_pruner(inner: Weak<Inner>) {
+    tokio::spawn(async move {
+        loop {
+            {
+                let Some(inner) = inner.upgrade() else { return };
+                let store = VaultStore { inner };
+                if let Err(e) = store.prune_audit(now()).await {
+                    tracing::warn!(error = %e, "deleting old audit records failed");
+                }
+            }
+            tokio::time::sleep(PRUNE_PERIOD).await;
+        }
+    });
+}
+
 /// Renews a renewable token at half its TTL; under AppRole, logs in again when renewal fails.
 /// Stops when the store is dropped.
 fn spawn_renewal(inner: Weak<Inner>) {
@@ -602,7 +673,7 @@ impl KeyStore for VaultStore {
 
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
         let t = event.time.to_offset(time::UtcOffset::UTC);
-        let day = format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day());
+        let day = day_name(t);
         let ns = t.unix_timestamp_nanos().max(0);
         let rest = format!("audit/{day}/{ns:020}-{}", random_id());
         let path = self.path(&rest);

@@ -5,7 +5,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use std::sync::Arc;
+
+use layercrypt_keybroker::model::{AuditEvent, AuditKind, AuditQuery};
+use layercrypt_keybroker::store::embedded::AuditRotation;
 use layercrypt_keybroker::store::{EmbeddedStore, KeyStore, StoreError};
+use time::OffsetDateTime;
 
 use crate::store_suite::{grant, name, new_key, run_suite};
 
@@ -325,4 +330,87 @@ async fn kill_9_loses_no_acknowledged_write() {
     }
     // At most the one write in flight when the process died is there without its ack.
     assert!(have.len() <= acked.len() + 1);
+}
+
+/// Issue 8 item 2 on the embedded store: a flood of unauthenticated requests is two lines.
+#[tokio::test]
+async fn unauthenticated_flood_writes_two_audit_lines() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = data_dir(&tmp);
+    let store = Arc::new(EmbeddedStore::open(&dir).await.expect("open"));
+    crate::flood::check_flood(store, 500).await;
+    let text = std::fs::read_to_string(dir.join("audit.log")).expect("read");
+    assert_eq!(text.lines().count(), 2, "{text}");
+}
+
+/// Formats are promises: `audit.log` lines written before audit kinds existed still read.
+#[tokio::test]
+async fn old_format_audit_log_still_reads() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = data_dir(&tmp);
+    drop(EmbeddedStore::open(&dir).await.expect("create"));
+    let mut text = crate::flood::old_format_lines().join("\n");
+    text.push('\n');
+    std::fs::write(dir.join("audit.log"), text).expect("write");
+    let store = EmbeddedStore::open(&dir).await.expect("open");
+    let events = store.audit(&AuditQuery::default()).await.expect("audit");
+    crate::flood::check_old_format(&events);
+    // New records go after them, and kinds filter across both formats.
+    let admin = AuditEvent::new(AuditKind::Admin, OffsetDateTime::now_utc(), "x");
+    store.append_audit(&admin).await.expect("append");
+    let q = |kind| AuditQuery {
+        kind: Some(kind),
+        ..AuditQuery::default()
+    };
+    assert_eq!(
+        store
+            .audit(&q(AuditKind::Unwrap))
+            .await
+            .expect("audit")
+            .len(),
+        5
+    );
+    assert_eq!(
+        store.audit(&q(AuditKind::Admin)).await.expect("audit"),
+        vec![admin]
+    );
+}
+
+/// The store rotates `audit.log` by size and still answers queries from the kept files;
+/// the oldest beyond `keep` are gone, so the log is bounded.
+#[tokio::test]
+async fn audit_log_rotates_and_queries_read_the_kept_files() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = data_dir(&tmp);
+    let rotation = AuditRotation {
+        max_bytes: 4096,
+        keep: 3,
+    };
+    let store = EmbeddedStore::open_with(&dir, rotation)
+        .await
+        .expect("open");
+    let t0 = OffsetDateTime::now_utc();
+    for i in 0..200 {
+        let e = AuditEvent::new(AuditKind::Unwrap, t0, format!("event {i:03}"));
+        store.append_audit(&e).await.expect("append");
+    }
+    let mut total = 0;
+    for name in ["audit.log", "audit.log.1", "audit.log.2", "audit.log.3"] {
+        let len = std::fs::metadata(dir.join(name)).expect(name).len();
+        assert!(len <= 4096, "{name}: {len}");
+        total += len;
+    }
+    assert!(!dir.join("audit.log.4").exists());
+    assert!(total <= 4 * 4096);
+    let events = store.audit(&AuditQuery::default()).await.expect("audit");
+    assert!(events.len() > 20 && events.len() < 200, "{}", events.len());
+    assert_eq!(events.last().map(|e| e.reason.as_str()), Some("event 199"));
+    let numbers: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
+    let mut sorted = numbers.clone();
+    sorted.sort_unstable();
+    assert_eq!(numbers, sorted, "oldest first across files");
+    // SIGHUP's reopen through the store answers once done.
+    store.reopen_audit().await.expect("reopen");
+    let e = AuditEvent::new(AuditKind::Unwrap, t0, "after reopen");
+    store.append_audit(&e).await.expect("append");
 }

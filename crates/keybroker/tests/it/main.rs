@@ -4,6 +4,7 @@
 
 mod auth;
 mod embedded;
+mod flood;
 mod openbao;
 mod store_suite;
 mod vault;

@@ -1,7 +1,9 @@
 //! The behaviour every `KeyStore` backend must show, run against each of them.
 
 use futures_util::future::join_all;
-use layercrypt_keybroker::model::{AuditEvent, AuditQuery, Decision, Grant, Principal};
+use layercrypt_keybroker::model::{
+    AdminAction, AuditEvent, AuditKind, AuditQuery, Credential, Decision, Grant, Principal,
+};
 use layercrypt_keybroker::store::{KeyStore, NewKey, StoreError};
 use layercrypt_proto::payload::GroupName;
 use rand::Rng as _;
@@ -44,16 +46,13 @@ pub fn grant(id: &str, subject: &str) -> Grant {
 
 pub fn event(time: OffsetDateTime, group: &str, subject: &str, reason: &str) -> AuditEvent {
     AuditEvent {
-        time,
         subject: Some(subject.to_owned()),
-        dn: None,
         group: Some(group.to_owned()),
         key_version: Some(1),
         layer_digest: Some("sha256:0000".into()),
-        image: None,
         client: Some("127.0.0.1".into()),
         decision: Decision::Allow,
-        reason: reason.to_owned(),
+        ..AuditEvent::new(AuditKind::Unwrap, time, reason)
     }
 }
 
@@ -224,6 +223,7 @@ pub async fn run_suite(store: &dyn KeyStore) {
         subject: subject.map(str::to_owned),
         since,
         limit,
+        kind: None,
     };
     assert_eq!(
         reasons(
@@ -303,6 +303,35 @@ pub async fn run_suite(store: &dyn KeyStore) {
         .await
         .expect("audit")
         .is_empty());
+
+    // Kinds: an admin record round-trips with its new fields and filters by kind.
+    let admin = AuditEvent {
+        subject: Some("admin@example.org".into()),
+        group: Some("vo.example.org".into()),
+        decision: Decision::Allow,
+        action: Some(AdminAction::AddGrant),
+        credential: Some(Credential::Token),
+        grant: Some(grant("g-9", "mallory")),
+        ..AuditEvent::new(AuditKind::Admin, events[4].time, "added grant g-9")
+    };
+    store.append_audit(&admin).await.expect("append");
+    let by_kind = |kind| AuditQuery {
+        kind: Some(kind),
+        ..AuditQuery::default()
+    };
+    assert_eq!(
+        store
+            .audit(&by_kind(AuditKind::Admin))
+            .await
+            .expect("audit"),
+        vec![admin.clone()]
+    );
+    let unwraps = store
+        .audit(&by_kind(AuditKind::Unwrap))
+        .await
+        .expect("audit");
+    assert_eq!(unwraps.len(), 6);
+    assert!(unwraps.iter().all(|e| e.kind == AuditKind::Unwrap));
 
     // Concurrent grant writes all land.
     let c = name("concurrent.example.org");

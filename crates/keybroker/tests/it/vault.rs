@@ -1,9 +1,14 @@
 //! The Vault/OpenBao store against a real OpenBao: the common suite with a token and with
 //! AppRole, token expiry, outage and recovery, and concurrent writers.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use layercrypt_keybroker::auth::{Identity, Method};
+use layercrypt_keybroker::model::{AuditEvent, AuditKind, AuditQuery};
+use layercrypt_keybroker::service::{Actor, Broker, BrokerSettings};
 use layercrypt_keybroker::store::{KeyStore, StoreError, VaultAuth, VaultConfig, VaultStore};
+use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::openbao::Bao;
@@ -249,4 +254,113 @@ async fn two_brokers_lose_no_concurrent_write() {
             Some(&id)
         );
     }
+}
+
+/// Issue 8 item 2 on OpenBao: a flood of unauthenticated requests is two KV secrets.
+#[tokio::test]
+async fn unauthenticated_flood_writes_two_audit_secrets() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bao = Bao::dev(tmp.path()).await;
+    let store = Arc::new(
+        VaultStore::connect(token_config(&bao))
+            .await
+            .expect("connect"),
+    );
+    crate::flood::check_flood(store, 300).await;
+}
+
+/// Formats are promises: audit secrets written before audit kinds existed still read.
+#[tokio::test]
+async fn old_format_audit_secrets_still_read() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bao = Bao::dev(tmp.path()).await;
+    let store = VaultStore::connect(token_config(&bao))
+        .await
+        .expect("connect");
+    for (i, line) in crate::flood::old_format_lines().iter().enumerate() {
+        // As the old broker wrote them: the event JSON as the secret's data.
+        let body = format!(r#"{{"data":{line},"options":{{"cas":0}}}}"#);
+        let path = format!(
+            "/v1/secret/data/layercrypt/audit/2026-06-01/{:020}-00000000000000{i:02}",
+            1_780_315_200_000_000_000u64 + i as u64
+        );
+        let (code, resp) = bao.http("POST", &path, Some(&body)).await;
+        assert_eq!(code, 200, "{resp}");
+    }
+    let events = store.audit(&AuditQuery::default()).await.expect("audit");
+    crate::flood::check_old_format(&events);
+}
+
+/// Issue 8 item 14: N recipient requests within the TTL read OpenBao at most once; a
+/// rotation through this broker is seen at once.
+#[tokio::test]
+async fn recipient_reads_openbao_once_within_the_ttl() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bao = Bao::dev(tmp.path()).await;
+    let store = Arc::new(
+        VaultStore::connect(token_config(&bao))
+            .await
+            .expect("connect"),
+    );
+    let broker = Broker::new(
+        store.clone(),
+        Arc::new(crate::flood::NoTokens),
+        None,
+        BrokerSettings::new("https://broker.test", None, None),
+    );
+    let admin = Identity {
+        method: Method::BootstrapAdmin,
+        subject: None,
+        dn: None,
+        entitlements: vec![],
+        expires_at: None,
+    };
+    let actor = Actor {
+        identity: &admin,
+        client: None,
+    };
+    let g = name("vo.example.org");
+    broker.create_group(actor, &g).await.expect("create");
+    let before = store.group_reads();
+    for _ in 0..100 {
+        assert_eq!(broker.recipient(&g).await.expect("recipient").version, 1);
+    }
+    let reads = store.group_reads() - before;
+    assert!(reads <= 1, "{reads} OpenBao reads for 100 requests");
+    broker.rotate(actor, &g).await.expect("rotate");
+    assert_eq!(broker.recipient(&g).await.expect("recipient").version, 2);
+    // The admin actions went to OpenBao's audit log too.
+    let admin_events = store
+        .audit(&AuditQuery {
+            kind: Some(AuditKind::Admin),
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(admin_events.len(), 2);
+}
+
+/// Bounded growth on OpenBao: audit days older than the retention are deleted.
+#[tokio::test]
+async fn audit_retention_deletes_old_days() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bao = Bao::dev(tmp.path()).await;
+    let mut config = token_config(&bao);
+    config.audit_retention_days = 30;
+    let store = VaultStore::connect(config).await.expect("connect");
+    let now = OffsetDateTime::now_utc();
+    for days in [400, 31, 31, 29, 0] {
+        let e = AuditEvent::new(
+            AuditKind::Unwrap,
+            now - time::Duration::days(days),
+            format!("{days} days old"),
+        );
+        store.append_audit(&e).await.expect("append");
+    }
+    // The pruner ran at connect on an empty log; run it again now.
+    assert_eq!(store.prune_audit(now).await.expect("prune"), 3);
+    let left = store.audit(&AuditQuery::default()).await.expect("audit");
+    let reasons: Vec<&str> = left.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(reasons, ["29 days old", "0 days old"]);
+    assert_eq!(store.prune_audit(now).await.expect("prune"), 0);
 }
