@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use layercrypt_group::client::{
-    check_rfc3339, check_transport, AuditQuery, BrokerClient, BrokerTls, GroupInfo, HttpBrokers,
-    NewGrant, Principal,
+    check_rfc3339, check_transport, AuditEvent, AuditQuery, BrokerClient, BrokerTls, GroupInfo,
+    HttpBrokers, NewGrant, Principal,
 };
 use layercrypt_group::config::{UserConfig, ENV_BROKER};
 use layercrypt_group::login::{self, LoginParams, SystemClock, DEFAULT_CLIENT_ID, DEFAULT_ISSUER};
@@ -384,13 +384,20 @@ pub fn audit(setup: &BrokerSetup, a: &AuditArgs) -> Result<()> {
     if a.admin.json {
         return print_json(&events);
     }
-    let mut out = std::io::stdout().lock();
+    render_audit(&mut std::io::stdout().lock(), &events)?;
+    Ok(())
+}
+
+/// The audit table. Every field can carry text a caller chose (a payload's broker URL in a
+/// reason, a subject, an image name): it is escaped so that no control sequence reaches the
+/// admin's terminal, where it could erase or forge lines; `--json` stays exact.
+fn render_audit(out: &mut impl Write, events: &[AuditEvent]) -> std::io::Result<()> {
     writeln!(
         out,
         "{:<25} {:<15} {:<8} {:<24} {:<4} {:<40} REASON",
         "TIME", "KIND", "DECISION", "GROUP", "KEY", "WHO"
     )?;
-    for e in &events {
+    for e in events {
         let who = e.subject.as_deref().or(e.dn.as_deref()).unwrap_or("-");
         let version = e
             .key_version
@@ -403,18 +410,48 @@ pub fn audit(setup: &BrokerSetup, a: &AuditArgs) -> Result<()> {
         writeln!(
             out,
             "{:<25} {:<15} {:<8} {:<24} {:<4} {:<40} {}{}",
-            e.time,
-            e.kind(),
-            e.decision,
-            e.group.as_deref().unwrap_or("-"),
+            escape(&e.time),
+            escape(&e.kind()),
+            escape(&e.decision),
+            escape(e.group.as_deref().unwrap_or("-")),
             version,
-            who,
-            e.reason,
+            escape(who),
+            escape(&e.reason),
             e.client
                 .as_deref()
-                .map(|c| format!(" (from {c})"))
+                .map(|c| format!(" (from {})", escape(c)))
                 .unwrap_or_default()
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_table_escapes_what_callers_chose() {
+        // A payload naming a "broker" with terminal controls ends up in the deny reason; on
+        // an admin's terminal `\x1b[1A\x1b[2K` would erase the line above and forge another
+        // (issue 8.7).
+        let evil = r"payload names broker https://b\u001b[1A\u001b[2K\rALLOW forged\u009b31m";
+        let events: Vec<AuditEvent> = serde_json::from_str(&format!(
+            r#"[{{"time":"2026-12-07T20:00:00Z","decision":"deny","subject":"mallory\u001b]0;x\u0007",
+                 "group":"vo.example.org","reason":"{evil}","client":"192.0.2.1"}}]"#
+        ))
+        .expect("events");
+        let mut out = Vec::new();
+        render_audit(&mut out, &events).expect("render");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("\\u{1b}[1A\\u{1b}[2K\\rALLOW forged"),
+            "{text}"
+        );
+        assert!(text.contains("mallory\\u{1b}]0;x\\u{7}"), "{text}");
+    }
 }

@@ -246,7 +246,11 @@ fn harness_at(public_url: &str, options: ApiOptions) -> Harness {
         store.clone(),
         Arc::new(tokens),
         None,
-        BrokerSettings::new(public_url, Some(ADMIN_ENT.into()), Some(Token::new(BOOTSTRAP))),
+        BrokerSettings::new(
+            public_url,
+            Some(ADMIN_ENT.into()),
+            Some(Token::new(BOOTSTRAP)),
+        ),
     );
     let state = AppState::new(broker, options);
     Harness {
