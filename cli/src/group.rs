@@ -411,7 +411,7 @@ fn render_audit(out: &mut impl Write, events: &[AuditEvent]) -> std::io::Result<
             out,
             "{:<25} {:<15} {:<8} {:<24} {:<4} {:<40} {}{}",
             escape(&e.time),
-            escape(&e.kind()),
+            escape(e.kind()),
             escape(&e.decision),
             escape(e.group.as_deref().unwrap_or("-")),
             version,
