@@ -375,6 +375,23 @@ impl Write for LayoutBlobWriter<'_> {
     }
 }
 
+/// True if `path` is a regular file (not a symlink, which someone with write access to
+/// `blobs/` could point anywhere) of `size` bytes hashing to `digest`. Reading it costs a pass
+/// over the blob, paid only when a destination already holds one of the image's blobs.
+fn verified_blob(path: &Path, digest: &str, size: u64) -> bool {
+    let regular =
+        fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file() && m.len() == size);
+    if !regular {
+        return false;
+    }
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let mut verify =
+        VerifyingReader::new(io::BufReader::with_capacity(BUF_SIZE, file), digest, size);
+    io::copy(&mut verify, &mut io::sink()).is_ok()
+}
+
 impl BlobWriter for LayoutBlobWriter<'_> {
     fn finish(self: Box<Self>) -> Result<BlobInfo> {
         let this = *self;
@@ -387,23 +404,20 @@ impl BlobWriter for LayoutBlobWriter<'_> {
             reason,
         })?;
         let path = this.blobs_dir.join(hex);
-        if path.exists() {
-            // Same digest, same content: keep the existing file, drop the temporary one.
+        if verified_blob(&path, &digest, size) {
+            // Same digest, verified content: keep the existing file, drop the temporary one.
             return Ok(BlobInfo { digest, size });
         }
         set_mode(tmp.as_file(), 0o644)?;
         tmp.as_file().sync_all().map_err(io_err("syncing", &path))?;
-        match tmp.persist_noclobber(&path) {
-            Ok(_) => this.created.push(path),
-            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                return Err(Error::Io {
-                    action: "renaming to",
-                    path,
-                    source: e.error,
-                })
-            }
-        }
+        // Whatever is there (nothing, a planted symlink, a file with other bytes) is replaced:
+        // the rename swaps the directory entry and never follows a symlink.
+        tmp.persist(&path).map_err(|e| Error::Io {
+            action: "renaming to",
+            path: path.clone(),
+            source: e.error,
+        })?;
+        this.created.push(path);
         Ok(BlobInfo { digest, size })
     }
 }
@@ -413,9 +427,12 @@ impl ImageDest for LayoutDest {
         describe(&self.target, self.tag.as_deref())
     }
 
+    /// A blob counts as present only if it is a regular file (not a symlink, which someone
+    /// with write access to `blobs/` could point anywhere) of the right size whose content
+    /// hashes to the digest. Anything else is written again (the rename replaces it).
     fn has_blob(&mut self, info: &BlobInfo) -> Result<bool> {
         let path = blob_path(&self.root, &info.digest)?;
-        Ok(fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == info.size))
+        Ok(verified_blob(&path, &info.digest, info.size))
     }
 
     fn blob_writer(&mut self) -> Result<Box<dyn BlobWriter + '_>> {

@@ -656,3 +656,45 @@ fn dest_dropped_without_commit_cleans_up() {
     }
     assert_eq!(blob_set(&a), before);
 }
+
+/// A planted symlink (or a file of the right size with other content) in a destination's
+/// `blobs/` must not count as the blob: it is written again, and the result verifies.
+#[test]
+fn planted_blob_in_the_destination_is_replaced_not_trusted() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    let layers = two_layers();
+    write_image(&a, "v1", &layers);
+    let digests: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
+    fs::create_dir_all(b.join("blobs/sha256")).unwrap();
+    fs::write(b.join("oci-layout"), r#"{"imageLayoutVersion": "1.0.0"}"#).unwrap();
+    fs::write(
+        b.join("index.json"),
+        r#"{"schemaVersion":2,"manifests":[]}"#,
+    )
+    .unwrap();
+    // Layer 0: a symlink to a file of the right size with other bytes (a dangling one would
+    // do the same harm once its target appears). Layer 1: a plain file, right size, wrong bytes.
+    let decoy = t.path().join("decoy");
+    fs::write(&decoy, vec![b'x'; layers[0].len()]).unwrap();
+    let blob = |d: &str| b.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    std::os::unix::fs::symlink(&decoy, blob(&digests[0])).unwrap();
+    fs::write(blob(&digests[1]), vec![b'y'; layers[1].len()]).unwrap();
+    copy(
+        &oci(&a, "v1"),
+        &oci(&b, "v1"),
+        &Identity,
+        &CopyOptions::default(),
+    )
+    .unwrap();
+    for (d, l) in digests.iter().zip(&layers) {
+        let meta = fs::symlink_metadata(blob(d)).unwrap();
+        assert!(meta.file_type().is_file(), "{d} is a regular file now");
+        assert_eq!(&fs::read(blob(d)).unwrap(), l, "{d} holds the layer");
+    }
+    assert_eq!(
+        fs::read(&decoy).unwrap(),
+        vec![b'x'; layers[0].len()],
+        "decoy untouched"
+    );
+}
