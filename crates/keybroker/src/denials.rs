@@ -1,8 +1,10 @@
 //! Requests refused before authentication, recorded in aggregate.
 //!
 //! A flood of bad credentials must neither fill the audit log (one fsynced record per request)
-//! nor pass unseen. Per client network ([`client_key`]) and window: the first refusal is
-//! recorded in full, at once; the others only increment a counter, and when the window
+//! nor pass unseen. Per client network ([`client_key`]) and window: the first refusal of each
+//! distinct reason (at most [`MAX_DISTINCT_REASONS`] of them, so that an operator sees every
+//! cause, e.g. a token for another audience and one from another client) is recorded in full,
+//! at once; the others only increment a counter, and when the window
 //! closes (or at shutdown) one summary record per client says how many there were, between
 //! when and when, and the last reason. The table is bounded: beyond [`MAX_CLIENTS`] networks
 //! in one window, refusals go to one shared overflow tally (summarised with client `None`),
@@ -21,6 +23,8 @@ use crate::model::{AuditEvent, AuditKind};
 pub const MAX_CLIENTS: usize = 1024;
 /// Longest reason kept for a summary.
 const MAX_REASON_LEN: usize = 256;
+/// Most refusals recorded in full per client network and window (one per distinct reason).
+pub const MAX_DISTINCT_REASONS: usize = 8;
 
 /// The network a client is limited and tallied by: an IPv4 address, or the /64 of an IPv6
 /// address (one subscriber usually holds a whole /64, so per-address keys would give an
@@ -57,6 +61,9 @@ struct Tally {
     failed: u64,
     limited: u64,
     last_reason: String,
+    /// Reasons already recorded in full in this window (truncated, at most
+    /// [`MAX_DISTINCT_REASONS`]).
+    recorded: Vec<String>,
     /// The client network for the summary (`None` for the overflow tally).
     client: Option<String>,
 }
@@ -70,8 +77,19 @@ impl Tally {
             failed: 0,
             limited: 0,
             last_reason: String::new(),
+            recorded: Vec::new(),
             client,
         }
+    }
+
+    /// True (and remembered) if `reason` is new in this window and there is room for it.
+    fn first_of_its_kind(&mut self, reason: &str) -> bool {
+        let reason = truncate(reason);
+        if self.recorded.len() >= MAX_DISTINCT_REASONS || self.recorded.contains(&reason) {
+            return false;
+        }
+        self.recorded.push(reason);
+        true
     }
 
     fn add(&mut self, refusal: Refusal, reason: &str, wall: OffsetDateTime) {
@@ -188,7 +206,11 @@ impl Denials {
         let mut outcome = Outcome::default();
         if let Some(tally) = table.clients.get_mut(&key) {
             if now.saturating_duration_since(tally.started) < self.window {
-                tally.add(refusal, reason, wall);
+                if refusal == Refusal::Failed && tally.first_of_its_kind(reason) {
+                    outcome.record_in_full = true;
+                } else {
+                    tally.add(refusal, reason, wall);
+                }
                 return outcome;
             }
             // Its window closed and no flush has run yet: summarise it now.
@@ -204,7 +226,7 @@ impl Denials {
         let mut tally = Tally::new(Some(key.clone()), now, wall);
         match refusal {
             // The first failure of a window is written in full by the caller.
-            Refusal::Failed => outcome.record_in_full = true,
+            Refusal::Failed => outcome.record_in_full = tally.first_of_its_kind(reason),
             // A limited request is not worth a record of its own.
             Refusal::Limited => tally.add(refusal, reason, wall),
         }
@@ -309,7 +331,12 @@ mod tests {
         let w0 = OffsetDateTime::now_utc();
         let first = d.note_at(ip("192.0.2.1"), Refusal::Failed, "a", t0, w0);
         assert!(first.record_in_full && first.closed.is_none());
-        for _ in 0..999 {
+        // A new reason is recorded in full once, then counted.
+        assert!(
+            d.note_at(ip("192.0.2.1"), Refusal::Failed, "b", t0, w0)
+                .record_in_full
+        );
+        for _ in 0..998 {
             let o = d.note_at(ip("192.0.2.1"), Refusal::Failed, "b", t0, w0);
             assert!(!o.record_in_full && o.closed.is_none());
         }
@@ -317,11 +344,11 @@ mod tests {
         assert!(d.take_due_at(false, t0).is_empty(), "window still open");
         let due = d.take_due_at(false, t0 + Duration::from_secs(60));
         assert_eq!(due.len(), 1);
-        assert_eq!(due[0].count, Some(1000));
+        assert_eq!(due[0].count, Some(999));
         assert_eq!(due[0].client.as_deref(), Some("192.0.2.1"));
         assert_eq!(due[0].kind, AuditKind::Unauthenticated);
         assert!(
-            due[0].reason.contains("999 more failed"),
+            due[0].reason.contains("998 more failed"),
             "{}",
             due[0].reason
         );
@@ -339,6 +366,21 @@ mod tests {
         );
         // A lone failure needs no summary.
         assert!(d.take_due_at(true, t1).is_empty());
+    }
+
+    #[test]
+    fn distinct_reasons_are_recorded_in_full_up_to_a_bound() {
+        let d = Denials::new(Duration::from_secs(60));
+        let (t0, w0) = (Instant::now(), OffsetDateTime::now_utc());
+        let full = (0..20)
+            .filter(|i| {
+                d.note_at(ip("192.0.2.1"), Refusal::Failed, &format!("r{i}"), t0, w0)
+                    .record_in_full
+            })
+            .count();
+        assert_eq!(full, MAX_DISTINCT_REASONS);
+        let due = d.take_due_at(true, t0);
+        assert_eq!(due[0].count, Some(20 - MAX_DISTINCT_REASONS as u64));
     }
 
     #[test]
