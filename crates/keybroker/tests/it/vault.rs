@@ -357,8 +357,10 @@ async fn audit_retention_deletes_old_days() {
         );
         store.append_audit(&e).await.expect("append");
     }
-    // The pruner ran at connect on an empty log; run it again now.
-    assert_eq!(store.prune_audit(now).await.expect("prune"), 3);
+    // The pruner started at connect runs in the background and may have taken some of them
+    // already; between the two, the three old records go.
+    let pruned = store.prune_audit(now).await.expect("prune");
+    assert!(pruned <= 3, "{pruned}");
     let left = store.audit(&AuditQuery::default()).await.expect("audit");
     let reasons: Vec<&str> = left.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(reasons, ["29 days old", "0 days old"]);
