@@ -40,11 +40,6 @@ pub fn run(cli: Cli) -> Result<()> {
             let report = job
                 .run(&EncryptHandler::new(&wrappers, &ec, &selection))
                 .with_context(|| format!("encrypting {} to {}", a.copy.src, a.copy.dst))?;
-            if report.transformed == 0 {
-                tracing::warn!(
-                    "no layer was encrypted (all selected layers were already encrypted)"
-                );
-            }
             status(
                 quiet,
                 &format!(

@@ -49,6 +49,41 @@ fn cleartext_broker_off_this_machine_is_refused_before_any_connection() {
 }
 
 #[test]
+fn encrypting_an_encrypted_image_for_someone_else_fails_and_points_to_rewrap() {
+    // "encrypted 0 layer(s)" with exit 0 made scripts believe bob got access (issue 10.4).
+    let tmp = tempfile::tempdir().unwrap();
+    let (alice, bob) = (tmp.path().join("alice"), tmp.path().join("bob"));
+    for k in [&alice, &bob] {
+        layercrypt(&["keygen", "--type", "ec", "--out", k.to_str().unwrap()]).ok();
+    }
+    let enc = tmp.path().join("enc");
+    let jwe = |k: &Path| format!("jwe:{}", k.with_extension("pub.pem").display());
+    layercrypt(&[
+        "encrypt",
+        "-r",
+        &jwe(&alice),
+        &plain("gzip"),
+        &oci(&enc, "x"),
+    ])
+    .ok();
+    let again = tmp.path().join("again");
+    let run = layercrypt(&[
+        "encrypt",
+        "-r",
+        &jwe(&bob),
+        &oci(&enc, "x"),
+        &oci(&again, "x"),
+    ]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("already encrypted") && run.stderr.contains("rewrap --add-recipient"),
+        "{}",
+        run.stderr
+    );
+    assert!(!again.exists(), "nothing written");
+}
+
+#[test]
 fn keygen_encrypt_decrypt_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
     for kind in ["ec", "rsa2048", "p384"] {

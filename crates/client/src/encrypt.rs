@@ -9,7 +9,7 @@ use layercrypt_ocicrypt::annotations::strip_encryption_annotations;
 use layercrypt_ocicrypt::layer::{encrypt_layer, Wrappers};
 use layercrypt_ocicrypt::spec::{encrypted_media_type, is_encrypted_media_type};
 use layercrypt_ocicrypt::EncryptConfig;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::error::Error;
 use crate::selection::LayerSelection;
@@ -60,12 +60,17 @@ impl LayerHandler for EncryptHandler<'_> {
         }
         let media_type = layer.descriptor.media_type().to_string();
         if is_encrypted_media_type(&media_type) {
-            if self.selection.is_all() {
-                warn!(digest = %layer.descriptor.digest(), "layer is already encrypted; copied as it is");
-                return Ok(LayerAction::Copy);
-            }
+            // Copying it as it is would report success while the new recipients cannot read
+            // this layer (it stays wrapped for its old ones): refuse before anything is
+            // written, and say what does give them access.
+            let hint = if self.selection.is_all() {
+                " (or select only the plain layers with --layer)"
+            } else {
+                ""
+            };
             return Err(Box::new(Error::NothingToDo(format!(
-                "layer {} is already encrypted; use `layercrypt rewrap --add-recipient` to give more people access",
+                "layer {} is already encrypted, for other recipients: use `layercrypt rewrap \
+                 --add-recipient` to give the new recipients access to it{hint}; nothing was written",
                 layer.descriptor.digest()
             ))));
         }
