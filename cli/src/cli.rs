@@ -288,7 +288,13 @@ pub struct TransportArgs {
 pub struct KeyArgs {
     /// A private key, certificate or bundle (PEM, DER, PKCS#12, JWK), or provider:NAME[:PARAM].
     /// Repeatable. Default: ~/.globus/usercert.pem and ~/.globus/userkey.pem if present.
-    #[arg(long = "key", short = 'k', value_name = "FILE")]
+    /// `--decryption-key` as in skopeo.
+    #[arg(
+        long = "key",
+        short = 'k',
+        visible_alias = "decryption-key",
+        value_name = "FILE"
+    )]
     pub keys: Vec<String>,
 
     /// Read passphrases for encrypted keys from this file (first line) instead of prompting.
@@ -324,9 +330,11 @@ pub struct CopyArgs {
 pub struct EncryptArgs {
     /// Who can decrypt: jwe:PUBKEY, x509:CERT (or pkcs7:CERT), provider:NAME[:PARAM],
     /// group:NAME (members of a key-broker group; one group per call). Repeatable.
+    /// `--encryption-key` as in skopeo (same syntax).
     #[arg(
         long = "recipient",
         short = 'r',
+        visible_alias = "encryption-key",
         value_name = "SCHEME:VALUE",
         required = true
     )]

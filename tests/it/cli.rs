@@ -84,6 +84,37 @@ fn encrypting_an_encrypted_image_for_someone_else_fails_and_points_to_rewrap() {
 }
 
 #[test]
+fn skopeo_option_names_work_as_they_are() {
+    // A skopeo user's `--encryption-key jwe:…` and `--decryption-key FILE` (issue 10.7).
+    let tmp = tempfile::tempdir().unwrap();
+    let k = tmp.path().join("k");
+    layercrypt(&["keygen", "--type", "ec", "--out", k.to_str().unwrap()]).ok();
+    let (enc, out) = (tmp.path().join("enc"), tmp.path().join("out"));
+    let public = format!("jwe:{}", k.with_extension("pub.pem").display());
+    layercrypt(&[
+        "encrypt",
+        "--encryption-key",
+        &public,
+        &plain("gzip"),
+        &oci(&enc, "x"),
+    ])
+    .ok();
+    let private = k.with_extension("pem");
+    layercrypt(&[
+        "decrypt",
+        "--decryption-key",
+        private.to_str().unwrap(),
+        &oci(&enc, "x"),
+        &oci(&out, "x"),
+    ])
+    .ok();
+    assert_eq!(
+        manifest_bytes(&out, "x"),
+        manifest_bytes(&vectors().join("images/plain"), "gzip")
+    );
+}
+
+#[test]
 fn keygen_encrypt_decrypt_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
     for kind in ["ec", "rsa2048", "p384"] {
