@@ -22,8 +22,8 @@ fi
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "build"
-cargo build --quiet --release -p layercrypt-cli -p layercrypt-broker
+step "build (release; the first build takes several minutes, cargo shows its progress)"
+cargo build --release -p layercrypt-cli -p layercrypt-broker
 lc="$root/target/release/layercrypt"
 lb="$root/target/release/layercrypt-broker"
 

@@ -147,6 +147,22 @@ fn broker_advice(err: &anyhow::Error) -> Option<&'static str> {
     advice
 }
 
+/// True if writing to stdout failed because its reader went away (`| head`).
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    let mut broken = false;
+    visit(err, &mut |cause| {
+        let kind = match cause.downcast_ref::<std::io::Error>() {
+            Some(e) => Some(e.kind()),
+            // serde_json's error does not give its io::Error as a source.
+            None => cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind),
+        };
+        broken |= kind == Some(std::io::ErrorKind::BrokenPipe);
+    });
+    broken
+}
+
 /// Prints the error chain and advice to stderr; returns the exit code.
 #[allow(clippy::print_stderr)]
 pub fn report(err: &anyhow::Error) -> ExitCode {

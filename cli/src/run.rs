@@ -265,12 +265,16 @@ fn keygen(kind: &str, out: &Path, force: bool) -> Result<()> {
             bail!("{} exists; use --force to overwrite it", p.display());
         }
     }
+    // The thumbprint is what `inspect` shows for a JWE recipient: it ties a key file to it.
     write_private(&priv_path, private.expose_secret())?;
     std::fs::write(&pub_path, public).with_context(|| format!("writing {}", pub_path.display()))?;
+    let thumbprint = layercrypt_ocicrypt::keys::load_public_key(&pub_path)
+        .and_then(|k| layercrypt_ocicrypt::keys::jwk_thumbprint(k.pkey()))?;
     status(
         false,
         &format!(
-            "private key: {} (keep it secret)\npublic key:  {} (encrypt with --recipient jwe:{})",
+            "private key: {} (keep it secret)\npublic key:  {} (encrypt with --recipient jwe:{})\n\
+             thumbprint:  {thumbprint} (how `layercrypt inspect` names this key)",
             priv_path.display(),
             pub_path.display(),
             pub_path.display()

@@ -115,6 +115,55 @@ fn skopeo_option_names_work_as_they_are() {
 }
 
 #[test]
+fn keygen_prints_the_thumbprint_inspect_shows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let k = tmp.path().join("k");
+    let run = layercrypt(&["keygen", "--type", "ec", "--out", k.to_str().unwrap()]).ok();
+    let shown = format!("{}{}", run.stdout, run.stderr);
+    let thumbprint = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("thumbprint:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no thumbprint line in {shown}"))
+        .to_owned();
+    let enc = tmp.path().join("enc");
+    let public = format!("jwe:{}", k.with_extension("pub.pem").display());
+    layercrypt(&["encrypt", "-r", &public, &plain("gzip"), &oci(&enc, "x")]).ok();
+    let inspect = layercrypt(&["inspect", &oci(&enc, "x")]).ok();
+    assert!(
+        inspect.stdout.contains(&thumbprint),
+        "{thumbprint} in {}",
+        inspect.stdout
+    );
+}
+
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    // `layercrypt inspect IMAGE | head` used to end with "error: Broken pipe" and exit 1.
+    // The reader (`true`) is gone before layercrypt writes.
+    let tmp = tempfile::tempdir().unwrap();
+    let script = r#"{ sleep 0.5; "$0" inspect "$1" 2>"$2/err"; echo $? >"$2/code"; } | true"#;
+    for json in [false, true] {
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg("-c")
+            .arg(if json {
+                script.replace("inspect", "inspect --json")
+            } else {
+                script.to_owned()
+            })
+            .arg(layercrypt_tests::layercrypt_bin())
+            .arg(plain("gzip"))
+            .arg(tmp.path())
+            .env("HOME", tmp.path());
+        assert!(cmd.status().unwrap().success());
+        let err = std::fs::read_to_string(tmp.path().join("err")).unwrap();
+        let code = std::fs::read_to_string(tmp.path().join("code")).unwrap();
+        assert_eq!(code.trim(), "0", "json={json}: {err}");
+        assert!(!err.contains("Broken pipe"), "json={json}: {err}");
+    }
+}
+
+#[test]
 fn keygen_encrypt_decrypt_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
     for kind in ["ec", "rsa2048", "p384"] {
