@@ -138,6 +138,15 @@ fn keygen_prints_the_thumbprint_inspect_shows() {
 }
 
 #[test]
+fn log_lines_carry_no_colour_codes_off_a_terminal() {
+    // stderr is a pipe here, as in a CI log or `2>file`.
+    let tmp = tempfile::tempdir().unwrap();
+    let run = layercrypt(&["-vv", "decrypt", &plain("gzip"), &oci(tmp.path(), "x")]).ok();
+    assert!(run.stderr.contains("INFO"), "-vv logs something: {}", run.stderr);
+    assert!(!run.stderr.contains('\x1b'), "{:?}", run.stderr);
+}
+
+#[test]
 fn output_to_a_closed_pipe_ends_quietly() {
     // `layercrypt inspect IMAGE | head` used to end with "error: Broken pipe" and exit 1.
     // The reader (`true`) is gone before layercrypt writes.
