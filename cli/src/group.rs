@@ -42,13 +42,18 @@ impl BrokerSetup {
             check_transport(b, insecure)?;
         }
         let mut token = TokenOptions::new(TokenStore::new(TokenStore::default_path()?));
-        token.token_file = args.token_file.clone();
+        token.token_file = args.token_file.as_deref().map(crate::paths::expand_path);
         token.oidc_agent_account = args.oidc_agent_account.clone();
-        let certificate = match &args.broker_cert {
+        let certificate = match args.broker_cert.as_deref().map(crate::paths::expand_path) {
             Some(cert) => Some(client_certificate(
-                cert,
-                args.broker_key.as_deref().unwrap_or(cert),
-                args.broker_key_passphrase_file.clone(),
+                &cert,
+                &args
+                    .broker_key
+                    .as_deref()
+                    .map_or_else(|| cert.clone(), crate::paths::expand_path),
+                args.broker_key_passphrase_file
+                    .as_deref()
+                    .map(crate::paths::expand_path),
             )?),
             None => None,
         };
@@ -95,7 +100,7 @@ impl BrokerSetup {
                     .unwrap_or_default(),
             })?;
         let token = match &admin.admin_token_file {
-            Some(f) => read_token_file(f)?,
+            Some(f) => read_token_file(&crate::paths::expand_path(f))?,
             None => self.token()?,
         };
         Ok(BrokerClient::new(broker)?.with_token(token))

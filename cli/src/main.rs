@@ -4,6 +4,7 @@
 mod cli;
 mod exit;
 mod group;
+mod paths;
 mod progress;
 mod run;
 

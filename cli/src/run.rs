@@ -113,13 +113,16 @@ pub fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Inspect(a) => {
-            let src: ImageRef = a.src.parse()?;
+            let src: ImageRef = crate::paths::expand_in_spec(&a.src).parse()?;
             let wrappers = wrappers(&setup()?, &EncryptConfig::default(), None)?;
             let report = inspect::inspect_image(
                 &src,
                 &transport(&a.transport, insecure)?,
                 &wrappers,
-                &a.certs,
+                &a.certs
+                    .iter()
+                    .map(|c| crate::paths::expand_path(c))
+                    .collect::<Vec<_>>(),
             )
             .with_context(|| format!("inspecting {}", a.src))?;
             let mut out = std::io::stdout().lock();
@@ -149,7 +152,11 @@ pub(crate) fn status(quiet: bool, msg: &str) {
 fn parse_specs(values: &[String]) -> Result<Vec<RecipientSpec>> {
     values
         .iter()
-        .map(|v| v.parse().map_err(anyhow::Error::from))
+        .map(|v| {
+            crate::paths::expand_in_spec(v)
+                .parse()
+                .map_err(anyhow::Error::from)
+        })
         .collect()
 }
 
@@ -179,13 +186,13 @@ fn transport(t: &TransportArgs, insecure: bool) -> Result<TransportOptions> {
     Ok(TransportOptions {
         insecure,
         creds: t.creds.clone(),
-        auth_file: t.authfile.clone(),
+        auth_file: t.authfile.as_deref().map(crate::paths::expand_path),
     })
 }
 
 fn job(src: &str, dst: &str, t: &TransportArgs, insecure: bool, quiet: bool) -> Result<Job> {
-    let src: ImageRef = src.parse()?;
-    let dst: ImageRef = dst.parse()?;
+    let src: ImageRef = crate::paths::expand_in_spec(src).parse()?;
+    let dst: ImageRef = crate::paths::expand_in_spec(dst).parse()?;
     let platforms = match &t.platform {
         None => PlatformSelection::All,
         Some(p) => PlatformSelection::Only(parse_platform(p)?),
@@ -219,8 +226,13 @@ fn parse_platform(p: &str) -> Result<oci_spec::image::Platform> {
 }
 
 fn decrypt_keys(k: &KeyArgs) -> Result<layercrypt_ocicrypt::DecryptConfig> {
-    let ask = passphrase_asker(k.passphrase_file.clone());
-    let dc = keys::decrypt_config(&k.keys, &ask)?;
+    let ask = passphrase_asker(k.passphrase_file.as_deref().map(crate::paths::expand_path));
+    let files: Vec<String> = k
+        .keys
+        .iter()
+        .map(|f| crate::paths::expand_in_spec(f))
+        .collect();
+    let dc = keys::decrypt_config(&files, &ask)?;
     if dc.private_keys.is_empty() && dc.provider_params.is_empty() {
         tracing::info!("no decryption key given (--key) and no ~/.globus/userkey.pem; only the broker and key providers can help");
     }

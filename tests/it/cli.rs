@@ -142,7 +142,11 @@ fn log_lines_carry_no_colour_codes_off_a_terminal() {
     // stderr is a pipe here, as in a CI log or `2>file`.
     let tmp = tempfile::tempdir().unwrap();
     let run = layercrypt(&["-vv", "decrypt", &plain("gzip"), &oci(tmp.path(), "x")]).ok();
-    assert!(run.stderr.contains("INFO"), "-vv logs something: {}", run.stderr);
+    assert!(
+        run.stderr.contains("INFO"),
+        "-vv logs something: {}",
+        run.stderr
+    );
     assert!(!run.stderr.contains('\x1b'), "{:?}", run.stderr);
 }
 
@@ -410,6 +414,45 @@ fn grid_default_keys_are_used() {
     )
     .ok();
     assert!(out.exists());
+}
+
+#[test]
+fn tilde_inside_specs_is_the_home_directory() {
+    // The README's own line: no shell expands `~` after `x509:` or `oci:` (issue 10.2).
+    let home = tempfile::tempdir().unwrap();
+    let globus = home.path().join(".globus");
+    std::fs::create_dir(&globus).unwrap();
+    std::fs::copy(key("user.pem"), globus.join("usercert.pem")).unwrap();
+    std::fs::copy(key("user.key.pem"), globus.join("userkey.pem")).unwrap();
+    let env = [("HOME", home.path().as_os_str())];
+    layercrypt_env(
+        &[
+            "encrypt",
+            "--recipient",
+            "x509:~/.globus/usercert.pem",
+            &plain("gzip"),
+            "oci:~/enc:1.0",
+        ],
+        &env,
+    )
+    .ok();
+    assert!(home.path().join("enc/index.json").exists());
+    layercrypt_env(&["inspect", "oci:~/enc:1.0"], &env).ok();
+    layercrypt_env(
+        &[
+            "decrypt",
+            "--key=~/.globus/userkey.pem",
+            "--key=~/.globus/usercert.pem",
+            "oci:~/enc:1.0",
+            "oci:~/plain:1.0",
+        ],
+        &env,
+    )
+    .ok();
+    assert_eq!(
+        manifest_bytes(&home.path().join("plain"), "1.0"),
+        manifest_bytes(&vectors().join("images/plain"), "gzip")
+    );
 }
 
 #[test]
