@@ -335,6 +335,7 @@ pub struct EncryptArgs {
         long = "recipient",
         short = 'r',
         visible_alias = "encryption-key",
+        value_parser = recipient_spec,
         value_name = "SCHEME:VALUE",
         required = true
     )]
@@ -361,12 +362,12 @@ pub struct RewrapArgs {
     pub keys: KeyArgs,
 
     /// Recipient to add (needs a --key that opens the layers). Repeatable.
-    #[arg(long = "add-recipient", short = 'a', value_name = "SCHEME:VALUE")]
+    #[arg(long = "add-recipient", short = 'a', value_name = "SCHEME:VALUE", value_parser = recipient_spec)]
     pub add: Vec<String>,
 
     /// Recipient to remove (JWE keys are matched by thumbprint, certificates by issuer and
     /// serial, providers by name). Repeatable.
-    #[arg(long = "remove-recipient", short = 'd', value_name = "SCHEME:VALUE")]
+    #[arg(long = "remove-recipient", short = 'd', value_name = "SCHEME:VALUE", value_parser = recipient_spec)]
     pub remove: Vec<String>,
 
     /// Remove every existing recipient; only the added ones remain.
@@ -410,4 +411,38 @@ pub struct KeygenArgs {
     /// Overwrite existing files.
     #[arg(long)]
     pub force: bool,
+}
+
+/// Checks a recipient spec at parse time, so that a bad one is a usage error (exit 2) with
+/// clap's message; the spec stays text until its files are read.
+fn recipient_spec(value: &str) -> Result<String, String> {
+    value
+        .parse::<layercrypt_client::recipients::RecipientSpec>()
+        .map(|_| value.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_are_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn a_bad_recipient_is_a_usage_error() {
+        let e = <Cli as clap::Parser>::try_parse_from([
+            "layercrypt",
+            "encrypt",
+            "-r",
+            "pgp:someone",
+            "oci:a",
+            "oci:b",
+        ])
+        .expect_err("unknown scheme");
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+        assert_eq!(e.exit_code(), 2);
+    }
 }

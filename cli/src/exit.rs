@@ -27,6 +27,9 @@ fn classify_format(e: &FormatError) -> Option<Kind> {
 
 fn classify_image(e: &ImageError) -> Option<Kind> {
     match e {
+        ImageError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            Some(Kind::NotFound)
+        }
         ImageError::BlobMismatch { .. } => Some(Kind::Integrity),
         ImageError::NotFound(_) | ImageError::Registry { .. } => Some(Kind::NotFound),
         ImageError::Reference { .. } => Some(Kind::Usage),
@@ -87,6 +90,11 @@ fn classify(err: &anyhow::Error) -> Kind {
             match e {
                 ClientError::Ocicrypt(e) => classify_format(e),
                 ClientError::Image(e) => classify_image(e),
+                ClientError::KeyRead { source, .. }
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    Some(Kind::NotFound)
+                }
                 _ => None,
             }
         } else if let Some(e) = cause.downcast_ref::<FormatError>() {

@@ -455,6 +455,98 @@ fn tilde_inside_specs_is_the_home_directory() {
     );
 }
 
+/// Every row of the exit-code table in `--help` (issue 10.4), each with the failure a user
+/// meets: 0 success, 1 other, 2 usage, 3 no key, 4 integrity, 5 not found.
+#[test]
+fn exit_codes_follow_the_documented_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (alice, bob) = (t.join("alice"), t.join("bob"));
+    for k in [&alice, &bob] {
+        layercrypt(&["keygen", "--type", "ec", "--out", k.to_str().unwrap()]).ok();
+    }
+    let public = format!("jwe:{}", alice.with_extension("pub.pem").display());
+    let enc = t.join("enc");
+    // 0
+    layercrypt(&["encrypt", "-r", &public, &plain("gzip"), &oci(&enc, "x")]).ok();
+    // 1: encrypting what is already encrypted
+    layercrypt(&[
+        "encrypt",
+        "-r",
+        &public,
+        &oci(&enc, "x"),
+        &oci(&t.join("o1"), "x"),
+    ])
+    .fails_with(1);
+    // 2: a recipient scheme that does not exist; an option that does not exist
+    layercrypt(&[
+        "encrypt",
+        "-r",
+        "pgp:x",
+        &plain("gzip"),
+        &oci(&t.join("o2"), "x"),
+    ])
+    .fails_with(2);
+    layercrypt(&["decrypt", "--no-such-option"]).fails_with(2);
+    // 3: the wrong key
+    let bob_key = bob.with_extension("pem");
+    layercrypt(&[
+        "decrypt",
+        "--key",
+        bob_key.to_str().unwrap(),
+        &oci(&enc, "x"),
+        &oci(&t.join("o3"), "x"),
+    ])
+    .fails_with(3);
+    // 4: a layer blob changed after encryption
+    let manifest = manifest_bytes(&enc, "x");
+    let digest = layers(&manifest)[0]["digest"].as_str().unwrap().to_owned();
+    let blob = enc
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&blob, bytes).unwrap();
+    let alice_key = alice.with_extension("pem");
+    layercrypt(&[
+        "decrypt",
+        "--key",
+        alice_key.to_str().unwrap(),
+        &oci(&enc, "x"),
+        &oci(&t.join("o4"), "x"),
+    ])
+    .fails_with(4);
+    // 5: no such layout, archive or key file
+    let missing = t.join("missing");
+    layercrypt(&[
+        "decrypt",
+        "--key",
+        alice_key.to_str().unwrap(),
+        &oci(&missing, "x"),
+        &oci(&t.join("o5"), "x"),
+    ])
+    .fails_with(5);
+    layercrypt(&[
+        "decrypt",
+        "--key",
+        alice_key.to_str().unwrap(),
+        &format!("oci-archive:{}", missing.with_extension("tar").display()),
+        &oci(&t.join("o6"), "x"),
+    ])
+    .fails_with(5);
+    layercrypt(&[
+        "decrypt",
+        "--key",
+        missing.to_str().unwrap(),
+        &plain("gzip"),
+        &oci(&t.join("o7"), "x"),
+    ])
+    .fails_with(5);
+    for o in ["o1", "o2", "o3", "o4", "o5", "o6", "o7"] {
+        assert!(!t.join(o).exists(), "{o}: nothing written");
+    }
+}
+
 #[test]
 fn usage_errors_are_clear() {
     let tmp = tempfile::tempdir().unwrap();

@@ -32,6 +32,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A key file could not be read (missing, unreadable); the I/O error keeps its kind.
+    #[error("key {path}: cannot read it")]
+    KeyRead {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A `--layer` selection does not fit the image.
     #[error("layer selection: {0}")]
     Selection(String),

@@ -30,7 +30,7 @@ pub fn add_key_file(
         path: path.to_owned(),
         reason,
     };
-    let bytes = read_small(path).map_err(key_err)?;
+    let bytes = read_small(path)?;
     let material = if needs_passphrase(&bytes) {
         let pass = passphrase(path).map_err(|e| key_err(format!("no passphrase: {e}")))?;
         load_key_file(path, Some(&pass))?
@@ -65,15 +65,23 @@ pub fn add_key_file(
     Ok(())
 }
 
-fn read_small(path: &Path) -> std::result::Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+fn read_small(path: &Path) -> Result<Vec<u8>> {
+    let read_err = |source| Error::KeyRead {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    let key_err = |reason: &str| Error::Key {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
     if !meta.is_file() {
-        return Err("not a regular file".into());
+        return Err(key_err("not a regular file"));
     }
     if meta.len() > 1024 * 1024 {
-        return Err("larger than 1 MiB; not a key file".into());
+        return Err(key_err("larger than 1 MiB; not a key file"));
     }
-    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
+    std::fs::read(path).map_err(read_err)
 }
 
 /// Builds the decryption configuration from `--key` values (files or
