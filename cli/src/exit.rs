@@ -7,6 +7,15 @@ use layercrypt_group::Error as GroupError;
 use layercrypt_image::Error as ImageError;
 use layercrypt_ocicrypt::Error as FormatError;
 
+/// The bootstrap admin token given with `--admin-token-file` was refused (put as context on a
+/// broker's 401, so that the advice is about that file, not about `layercrypt login`).
+#[derive(Debug, thiserror::Error)]
+#[error("the broker refused the bootstrap admin token in {}", file.display())]
+pub struct AdminTokenRefused {
+    /// The file.
+    pub file: std::path::PathBuf,
+}
+
 /// What kind of failure an error chain is, for the exit code and the advice line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -140,6 +149,18 @@ fn broker_advice(err: &anyhow::Error) -> Option<&'static str> {
          with --admin-token-file";
     const CERTIFICATE: &str = "check the --broker-cert certificate (validity, CA, a grant for \
          its subject DN: `layercrypt group show`), or use a token instead";
+    const ADMIN_TOKEN: &str = "give the file the broker reads as its admin.token_file \
+         (--admin-token-file), or leave the option out to use your own token";
+    const NO_TOKEN: &str = "run `layercrypt login`, or give a token with --token-file, \
+         OIDC_ACCESS_TOKEN or --oidc-agent-account (or a certificate with --broker-cert)";
+    const OTHER_BROKER: &str = "the image names a key broker you did not configure; layercrypt \
+         sends your token only to yours. Ask whoever published the image which broker holds its \
+         keys, and check it before you trust it";
+    const NO_BROKER: &str = "give the key broker with --broker URL, LAYERCRYPT_BROKER, or \
+         broker = \"https://…\" in ~/.config/layercrypt/config.toml";
+    if err.downcast_ref::<AdminTokenRefused>().is_some() {
+        return Some(ADMIN_TOKEN);
+    }
     let mut advice = None;
     visit(err, &mut |cause| {
         if advice.is_none() {
@@ -148,6 +169,9 @@ fn broker_advice(err: &anyhow::Error) -> Option<&'static str> {
                 Some(GroupError::CertificateRefused { .. }) => Some(CERTIFICATE),
                 Some(GroupError::NotMember { .. }) => Some(MEMBER),
                 Some(GroupError::NotAdmin { .. }) => Some(ADMIN),
+                Some(GroupError::Token(_)) => Some(NO_TOKEN),
+                Some(GroupError::BrokerNotAllowed { .. }) => Some(OTHER_BROKER),
+                Some(GroupError::NoBroker { .. }) => Some(NO_BROKER),
                 _ => None,
             };
         }
@@ -242,5 +266,50 @@ mod tests {
             broker: "http://b.example.org".into(),
         });
         assert_eq!(classify(&e), Kind::Usage);
+    }
+
+    #[test]
+    fn advice_fits_the_cause() {
+        let in_unwrap = |e: GroupError| {
+            anyhow::Error::from(ClientError::Ocicrypt(FormatError::UnwrapFailed {
+                wrapped_for: "key provider layercrypt".into(),
+                causes: vec![FormatError::Wrapper {
+                    name: "layercrypt".into(),
+                    source: Box::new(e),
+                }],
+            }))
+        };
+        // No token: log in, not "give the private key".
+        let e = in_unwrap(GroupError::Token("no token".into()));
+        assert_eq!(classify(&e), Kind::NoKey);
+        let a = broker_advice(&e).expect("advice");
+        assert!(
+            a.contains("layercrypt login") && !a.contains("--key"),
+            "{a}"
+        );
+        // A broker the image chose: never "trust it".
+        let e = in_unwrap(GroupError::BrokerNotAllowed {
+            broker: "https://evil.example.org".into(),
+            allowed: "https://b.example.org".into(),
+        });
+        let a = broker_advice(&e).expect("advice");
+        assert!(
+            a.contains("did not configure") && !a.contains("--broker"),
+            "{a}"
+        );
+        // The bootstrap admin token file was refused: about that file, not about login.
+        let e = anyhow::Error::from(GroupError::Unauthenticated {
+            broker: "https://b".into(),
+        })
+        .context(AdminTokenRefused {
+            file: "/etc/broker/admin-token".into(),
+        });
+        assert_eq!(classify(&e), Kind::NoKey);
+        let a = broker_advice(&e).expect("advice");
+        assert!(
+            a.contains("admin.token_file") && !a.contains("login"),
+            "{a}"
+        );
+        assert!(format!("{e:#}").contains("/etc/broker/admin-token"));
     }
 }

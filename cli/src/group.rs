@@ -275,8 +275,37 @@ fn print_group(g: &GroupInfo, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// A 401 for the bootstrap admin token is about that file: say so (typed, for the advice).
+fn admin_refusal(e: anyhow::Error, admin: &AdminArgs) -> anyhow::Error {
+    let refused = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<layercrypt_group::Error>(),
+            Some(layercrypt_group::Error::Unauthenticated { .. })
+        )
+    });
+    match &admin.admin_token_file {
+        Some(file) if refused => e.context(crate::exit::AdminTokenRefused {
+            file: crate::paths::expand_path(file),
+        }),
+        _ => e,
+    }
+}
+
 /// `layercrypt group …`.
 pub fn group(setup: &BrokerSetup, cmd: &GroupCommand) -> Result<()> {
+    let admin = match cmd {
+        GroupCommand::Create { admin, .. }
+        | GroupCommand::List { admin }
+        | GroupCommand::Show { admin, .. }
+        | GroupCommand::Delete { admin, .. }
+        | GroupCommand::Revoke { admin, .. }
+        | GroupCommand::Rotate { admin, .. } => admin,
+        GroupCommand::Grant(a) => &a.admin,
+    };
+    group_command(setup, cmd).map_err(|e| admin_refusal(e, admin))
+}
+
+fn group_command(setup: &BrokerSetup, cmd: &GroupCommand) -> Result<()> {
     match cmd {
         GroupCommand::Create { name: n, admin } => {
             let g = setup.broker_client(admin)?.create_group(&name(n)?)?;
@@ -375,6 +404,10 @@ fn grant(setup: &BrokerSetup, a: &GrantArgs) -> Result<()> {
 
 /// `layercrypt audit`.
 pub fn audit(setup: &BrokerSetup, a: &AuditArgs) -> Result<()> {
+    audit_command(setup, a).map_err(|e| admin_refusal(e, &a.admin))
+}
+
+fn audit_command(setup: &BrokerSetup, a: &AuditArgs) -> Result<()> {
     if let Some(s) = &a.since {
         check_rfc3339("--since", s)?;
     }

@@ -119,8 +119,9 @@ impl KeyWrapper for Pkcs7KeyWrapper {
                 })
                 .collect();
             return Some(Err(Error::Pkcs7(format!(
-                "decryption needs the recipient certificate beside the private key \
-                 (e.g. --key cert.pem); this key is wrapped for {}",
+                "this layer key is wrapped for the X.509 certificate(s) {}: if one of the \
+                 given RSA keys belongs to such a certificate, give the certificate too \
+                 (--key cert.pem); otherwise none of the given keys is a recipient of it",
                 wrapped_for.join(", ")
             ))));
         }
@@ -1216,7 +1217,11 @@ mod tests {
             .unwrap()
             .unwrap_err()
             .to_string();
-        assert!(err.contains("certificate beside the private key"), "{err}");
+        assert!(
+            err.contains("give the certificate too")
+                && err.contains("otherwise none of the given keys"),
+            "{err}"
+        );
         assert!(err.contains(CA_GRID), "{err}");
         assert!(!Pkcs7KeyWrapper.has_possible_keys(&DecryptConfig::default()));
     }
