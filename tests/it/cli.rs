@@ -547,6 +547,67 @@ fn exit_codes_follow_the_documented_table() {
     }
 }
 
+/// `encrypt oci:X:t oci:X:t` used to leave the plaintext layers in `X/blobs` (issue 10.1).
+#[test]
+fn in_place_encrypt_leaves_no_plaintext_blob() {
+    let tmp = tempfile::tempdir().unwrap();
+    let x = tmp.path().join("x");
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(vectors().join("images/plain"))
+        .arg(&x)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let k = tmp.path().join("k");
+    layercrypt(&["keygen", "--type", "ec", "--out", k.to_str().unwrap()]).ok();
+    let plain_layers: Vec<String> = layers(&manifest_bytes(&x, "tar"))
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect();
+    // Blobs another tag still uses must stay.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(x.join("index.json")).unwrap()).unwrap();
+    let mut kept = std::collections::BTreeSet::new();
+    for m in index["manifests"].as_array().unwrap() {
+        if m["annotations"]["org.opencontainers.image.ref.name"] != "tar" {
+            let tag = m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap();
+            for l in layers(&manifest_bytes(&x, tag)) {
+                kept.insert(l["digest"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    let public = format!("jwe:{}", k.with_extension("pub.pem").display());
+    layercrypt(&["encrypt", "-r", &public, &oci(&x, "tar"), &oci(&x, "tar")]).ok();
+    let blob = |d: &str| x.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let mut removed = 0;
+    for d in &plain_layers {
+        if kept.contains(d) {
+            assert!(blob(d).exists(), "{d} is still used by another tag");
+        } else {
+            assert!(!blob(d).exists(), "plaintext layer {d} left behind");
+            removed += 1;
+        }
+    }
+    assert!(removed > 0, "the test removes something");
+    let out = tmp.path().join("out");
+    let private = k.with_extension("pem");
+    layercrypt(&[
+        "decrypt",
+        "-k",
+        private.to_str().unwrap(),
+        &oci(&x, "tar"),
+        &oci(&out, "tar"),
+    ])
+    .ok();
+    assert_eq!(
+        manifest_bytes(&out, "tar"),
+        manifest_bytes(&vectors().join("images/plain"), "tar")
+    );
+}
+
 #[test]
 fn usage_errors_are_clear() {
     let tmp = tempfile::tempdir().unwrap();

@@ -485,9 +485,17 @@ impl ImageDest for LayoutDest {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
+        let mut replaced = None;
         match &self.tag {
             Some(t) => match list.iter_mut().find(|v| name_of(v).as_deref() == Some(t)) {
-                Some(slot) => *slot = entry,
+                Some(slot) => {
+                    replaced = slot
+                        .get("digest")
+                        .and_then(Value::as_str)
+                        .filter(|d| *d != top.digest)
+                        .map(str::to_owned);
+                    *slot = entry;
+                }
                 None => list.push(entry),
             },
             None => {
@@ -503,7 +511,14 @@ impl ImageDest for LayoutDest {
         if !layout_path.exists() {
             Self::write_atomic(&layout_path, OCI_LAYOUT_CONTENT)?;
         }
+        let live_roots: Vec<String> = list
+            .iter()
+            .filter_map(|v| v.get("digest").and_then(Value::as_str).map(str::to_owned))
+            .collect();
         Self::write_atomic(&index_path, &go_json(&Value::Object(doc)))?;
+        if let Some(old) = replaced {
+            self.remove_unreferenced(&old, &live_roots);
+        }
         if let Some(staging) = self.staging.take() {
             #[cfg(unix)]
             {
@@ -530,6 +545,86 @@ impl ImageDest for LayoutDest {
         self.committed = true;
         Ok(())
     }
+}
+
+impl LayoutDest {
+    /// After a tag moved from manifest `old` to a new one: removes the blobs that `old`
+    /// reached and no manifest of the index (`live_roots`) reaches any more, as `umoci gc`
+    /// would. An in-place `encrypt oci:X:t oci:X:t` must not leave the plaintext layers in
+    /// `X/blobs` for whoever copies the directory. Only blobs of the replaced image are
+    /// considered; anything else in `blobs/` is not ours to delete. Best effort: a failure is
+    /// logged, the new image is already committed.
+    fn remove_unreferenced(&self, old: &str, live_roots: &[String]) {
+        let stale = reachable(&self.root, std::slice::from_ref(&old.to_owned()));
+        let live = reachable(&self.root, live_roots);
+        for digest in stale.difference(&live) {
+            let Ok(path) = blob_path(&self.root, digest) else {
+                continue;
+            };
+            match fs::remove_file(&path) {
+                Ok(()) => tracing::info!(%digest, "removed a blob no manifest references any more"),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(%digest, error = %e,
+                    "could not remove a blob no manifest references any more"),
+            }
+        }
+    }
+}
+
+/// Every blob digest reachable from the manifests or indexes `roots` in the layout at `root`:
+/// the roots themselves, nested manifests, configs and layers. Bounded: at most
+/// [`MAX_REACHABLE`] blobs, manifests read only up to [`MAX_MANIFEST_BYTES`]; an unreadable
+/// manifest contributes only itself.
+fn reachable(root: &Path, roots: &[String]) -> std::collections::BTreeSet<String> {
+    const MAX_REACHABLE: usize = 100_000;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo: Vec<String> = roots.to_vec();
+    while let Some(d) = todo.pop() {
+        if seen.len() >= MAX_REACHABLE || !seen.insert(d.clone()) {
+            continue;
+        }
+        let Ok(path) = blob_path(root, &d) else {
+            continue;
+        };
+        let small = fs::symlink_metadata(&path)
+            .is_ok_and(|m| m.is_file() && m.len() <= MAX_MANIFEST_BYTES as u64);
+        let Some(doc) = small
+            .then(|| fs::read(&path).ok())
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        else {
+            continue;
+        };
+        let digest_of = |v: &Value| v.get("digest").and_then(Value::as_str).map(str::to_owned);
+        // Index entries are manifests to descend into; a manifest's config and layers are leaves.
+        for m in doc
+            .get("manifests")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            todo.extend(digest_of(m));
+        }
+        if let Some(c) = doc.get("config").and_then(digest_of_value) {
+            seen.insert(c);
+        }
+        for l in doc
+            .get("layers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(l) = digest_of_value(l) {
+                seen.insert(l);
+            }
+        }
+    }
+    seen
+}
+
+/// The `digest` of a descriptor.
+fn digest_of_value(v: &Value) -> Option<String> {
+    v.get("digest").and_then(Value::as_str).map(str::to_owned)
 }
 
 impl Drop for LayoutDest {

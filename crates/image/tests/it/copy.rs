@@ -230,7 +230,9 @@ fn handler_error_leaves_existing_layout_as_it_was() {
     assert!(matches!(e, Error::Layer { index: 2, .. }), "{e}");
     assert_eq!(fs::read(b.join("index.json")).unwrap(), index_before);
     assert_eq!(blob_set(&b), blobs_before);
-    // A successful copy into the existing layout replaces the tag and keeps the other blobs.
+    // A successful copy into the existing layout replaces the tag; the replaced image's blobs,
+    // which no manifest references any more, are removed (an in-place encrypt must not leave
+    // plaintext layers behind).
     copy(
         &oci(&a, "v1"),
         &oci(&b, "other"),
@@ -248,7 +250,12 @@ fn handler_error_leaves_existing_layout_as_it_was() {
     let idx: serde_json::Value =
         serde_json::from_slice(&fs::read(b.join("index.json")).unwrap()).unwrap();
     assert_eq!(idx["manifests"].as_array().unwrap().len(), 2);
-    assert!(blob_set(&b).is_superset(&blobs_before));
+    assert_eq!(
+        blob_set(&b),
+        blob_set(&a),
+        "exactly the blobs both tags use"
+    );
+    assert!(blob_set(&b).is_disjoint(&blobs_before));
 }
 
 #[test]
