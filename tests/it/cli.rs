@@ -13,6 +13,26 @@ fn oci(dir: &Path, tag: &str) -> String {
     format!("oci:{}:{tag}", dir.display())
 }
 
+/// An EC key pair made by `layercrypt keygen` in `dir`: the `jwe:` recipient spec of its public
+/// key and the path of its private key.
+fn keypair(dir: &Path, name: &str) -> (String, String) {
+    let k = dir.join(name);
+    layercrypt(&["keygen", "--type", "ec", "--out", k.to_str().unwrap()]).ok();
+    (
+        format!("jwe:{}", k.with_extension("pub.pem").display()),
+        k.with_extension("pem").display().to_string(),
+    )
+}
+
+/// Decrypts `src` with `key_flag KEY` into `out` and checks that it is the plain vector `tag`.
+fn assert_decrypts_to_plain(key_flag: &str, key: &str, src: &str, out: &Path, tag: &str) {
+    layercrypt(&["decrypt", key_flag, key, src, &oci(out, tag)]).ok();
+    assert_eq!(
+        manifest_bytes(out, tag),
+        manifest_bytes(&vectors().join("images/plain"), tag)
+    );
+}
+
 #[test]
 fn help_documents_exit_codes() {
     let run = layercrypt(&["--help"]).ok();
@@ -87,30 +107,22 @@ fn encrypting_an_encrypted_image_for_someone_else_fails_and_points_to_rewrap() {
 fn skopeo_option_names_work_as_they_are() {
     // A skopeo user's `--encryption-key jwe:…` and `--decryption-key FILE` (issue 10.7).
     let tmp = tempfile::tempdir().unwrap();
-    let k = tmp.path().join("k");
-    layercrypt(&["keygen", "--type", "ec", "--out", k.to_str().unwrap()]).ok();
+    let (public, private) = keypair(tmp.path(), "k");
     let (enc, out) = (tmp.path().join("enc"), tmp.path().join("out"));
-    let public = format!("jwe:{}", k.with_extension("pub.pem").display());
     layercrypt(&[
         "encrypt",
         "--encryption-key",
         &public,
         &plain("gzip"),
-        &oci(&enc, "x"),
+        &oci(&enc, "gzip"),
     ])
     .ok();
-    let private = k.with_extension("pem");
-    layercrypt(&[
-        "decrypt",
+    assert_decrypts_to_plain(
         "--decryption-key",
-        private.to_str().unwrap(),
-        &oci(&enc, "x"),
-        &oci(&out, "x"),
-    ])
-    .ok();
-    assert_eq!(
-        manifest_bytes(&out, "x"),
-        manifest_bytes(&vectors().join("images/plain"), "gzip")
+        &private,
+        &oci(&enc, "gzip"),
+        &out,
+        "gzip",
     );
 }
 
@@ -461,11 +473,8 @@ fn tilde_inside_specs_is_the_home_directory() {
 fn exit_codes_follow_the_documented_table() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let (alice, bob) = (t.join("alice"), t.join("bob"));
-    for k in [&alice, &bob] {
-        layercrypt(&["keygen", "--type", "ec", "--out", k.to_str().unwrap()]).ok();
-    }
-    let public = format!("jwe:{}", alice.with_extension("pub.pem").display());
+    let (public, alice_key) = keypair(t, "alice");
+    let (_, bob_key) = keypair(t, "bob");
     let enc = t.join("enc");
     // 0
     layercrypt(&["encrypt", "-r", &public, &plain("gzip"), &oci(&enc, "x")]).ok();
@@ -489,11 +498,10 @@ fn exit_codes_follow_the_documented_table() {
     .fails_with(2);
     layercrypt(&["decrypt", "--no-such-option"]).fails_with(2);
     // 3: the wrong key
-    let bob_key = bob.with_extension("pem");
     layercrypt(&[
         "decrypt",
         "--key",
-        bob_key.to_str().unwrap(),
+        &bob_key,
         &oci(&enc, "x"),
         &oci(&t.join("o3"), "x"),
     ])
@@ -507,11 +515,10 @@ fn exit_codes_follow_the_documented_table() {
     let mut bytes = std::fs::read(&blob).unwrap();
     bytes[10] ^= 1;
     std::fs::write(&blob, bytes).unwrap();
-    let alice_key = alice.with_extension("pem");
     layercrypt(&[
         "decrypt",
         "--key",
-        alice_key.to_str().unwrap(),
+        &alice_key,
         &oci(&enc, "x"),
         &oci(&t.join("o4"), "x"),
     ])
@@ -521,7 +528,7 @@ fn exit_codes_follow_the_documented_table() {
     layercrypt(&[
         "decrypt",
         "--key",
-        alice_key.to_str().unwrap(),
+        &alice_key,
         &oci(&missing, "x"),
         &oci(&t.join("o5"), "x"),
     ])
@@ -529,7 +536,7 @@ fn exit_codes_follow_the_documented_table() {
     layercrypt(&[
         "decrypt",
         "--key",
-        alice_key.to_str().unwrap(),
+        &alice_key,
         &format!("oci-archive:{}", missing.with_extension("tar").display()),
         &oci(&t.join("o6"), "x"),
     ])
@@ -559,8 +566,7 @@ fn in_place_encrypt_leaves_no_plaintext_blob() {
         .status()
         .unwrap();
     assert!(status.success());
-    let k = tmp.path().join("k");
-    layercrypt(&["keygen", "--type", "ec", "--out", k.to_str().unwrap()]).ok();
+    let (public, private) = keypair(tmp.path(), "k");
     let plain_layers: Vec<String> = layers(&manifest_bytes(&x, "tar"))
         .iter()
         .map(|l| l["digest"].as_str().unwrap().to_owned())
@@ -579,7 +585,6 @@ fn in_place_encrypt_leaves_no_plaintext_blob() {
             }
         }
     }
-    let public = format!("jwe:{}", k.with_extension("pub.pem").display());
     layercrypt(&["encrypt", "-r", &public, &oci(&x, "tar"), &oci(&x, "tar")]).ok();
     let blob = |d: &str| x.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
     let mut removed = 0;
@@ -592,19 +597,12 @@ fn in_place_encrypt_leaves_no_plaintext_blob() {
         }
     }
     assert!(removed > 0, "the test removes something");
-    let out = tmp.path().join("out");
-    let private = k.with_extension("pem");
-    layercrypt(&[
-        "decrypt",
+    assert_decrypts_to_plain(
         "-k",
-        private.to_str().unwrap(),
+        &private,
         &oci(&x, "tar"),
-        &oci(&out, "tar"),
-    ])
-    .ok();
-    assert_eq!(
-        manifest_bytes(&out, "tar"),
-        manifest_bytes(&vectors().join("images/plain"), "tar")
+        &tmp.path().join("out"),
+        "tar",
     );
 }
 
