@@ -115,6 +115,12 @@ pub struct BrokerArgs {
     /// Read the passphrase of --broker-key from this file (first line) instead of prompting.
     #[arg(long, global = true, value_name = "FILE")]
     pub broker_key_passphrase_file: Option<PathBuf>,
+
+    /// Trust the CA certificates (PEM) in this file for the broker's TLS certificate, in
+    /// addition to the system's (default: broker_ca in config.toml; on grid hosts the CAs in
+    /// /etc/grid-security/certificates are trusted too).
+    #[arg(long, global = true, value_name = "FILE", env = "LAYERCRYPT_BROKER_CA")]
+    pub broker_ca: Option<PathBuf>,
 }
 
 /// `layercrypt login`.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use layercrypt_group::client::{
     check_rfc3339, check_transport, AuditEvent, AuditQuery, BrokerClient, BrokerTls, GroupInfo,
-    HttpBrokers, NewGrant, Principal,
+    HttpBrokers, NewGrant, Principal, GRID_CA_DIR,
 };
 use layercrypt_group::config::{UserConfig, ENV_BROKER};
 use layercrypt_group::login::{self, LoginParams, SystemClock, DEFAULT_CLIENT_ID, DEFAULT_ISSUER};
@@ -28,6 +28,8 @@ pub struct BrokerSetup {
     token: TokenOptions,
     /// --broker-cert: unwrap with this certificate instead of a token.
     certificate: Option<BrokerTls>,
+    /// The CAs trusted for the broker's TLS certificate beyond the system's.
+    roots: BrokerTls,
 }
 
 impl BrokerSetup {
@@ -44,8 +46,10 @@ impl BrokerSetup {
         let mut token = TokenOptions::new(TokenStore::new(TokenStore::default_path()?));
         token.token_file = args.token_file.as_deref().map(crate::paths::expand_path);
         token.oidc_agent_account = args.oidc_agent_account.clone();
+        let roots = broker_roots(args, &config)?;
         let certificate = match args.broker_cert.as_deref().map(crate::paths::expand_path) {
             Some(cert) => Some(client_certificate(
+                roots.clone(),
                 &cert,
                 &args
                     .broker_key
@@ -62,6 +66,7 @@ impl BrokerSetup {
             broker,
             token,
             certificate,
+            roots,
         })
     }
 
@@ -77,7 +82,7 @@ impl BrokerSetup {
             Some(tls) => HttpBrokers::certificate_only(tls.clone()),
             None => {
                 let opts = self.token.clone();
-                HttpBrokers::new(Box::new(move || user_token(&opts)))
+                HttpBrokers::new(Box::new(move || user_token(&opts))).with_tls(self.roots.clone())
             }
         };
         let mut w = GroupKeyWrapper::new(Arc::new(api));
@@ -103,8 +108,43 @@ impl BrokerSetup {
             Some(f) => read_token_file(&crate::paths::expand_path(f))?,
             None => self.token()?,
         };
-        Ok(BrokerClient::new(broker)?.with_token(token))
+        Ok(BrokerClient::with_tls(
+            broker,
+            layercrypt_group::client::DEFAULT_TIMEOUT,
+            &self.roots,
+        )?
+        .with_token(token))
     }
+}
+
+/// The CAs trusted for the broker's TLS certificate beyond the system's: `--broker-ca`
+/// (`LAYERCRYPT_BROKER_CA`), else `broker_ca` in config.toml; and the grid CA directory when
+/// it exists (IGTF CAs issue EGI sites' host certificates).
+fn broker_roots(args: &BrokerArgs, config: &UserConfig) -> Result<BrokerTls> {
+    let mut tls = BrokerTls::default();
+    if let Some(file) = args.broker_ca.as_ref().or(config.broker_ca.as_ref()) {
+        let file = crate::paths::expand_path(file);
+        let pem =
+            read_small_file(&file).with_context(|| format!("--broker-ca {}", file.display()))?;
+        tls = tls
+            .with_root_certificates(&pem)
+            .with_context(|| format!("--broker-ca {}", file.display()))?;
+    }
+    let grid = Path::new(GRID_CA_DIR);
+    if grid.is_dir() {
+        tls = tls.with_ca_dir(grid)?;
+    }
+    Ok(tls)
+}
+
+/// A small file (a CA bundle), read up to 4 MiB.
+fn read_small_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(4 * 1024 * 1024)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// The TLS client identity of `--broker-cert`/`--broker-key`: the certificate file as it is
@@ -112,6 +152,7 @@ impl BrokerSetup {
 /// the certificate it was made from) and the private key, decrypted if need be and re-encoded
 /// as unencrypted PKCS#8 PEM in zeroized memory, which is what the TLS client takes.
 fn client_certificate(
+    roots: BrokerTls,
     cert: &Path,
     key: &Path,
     passphrase_file: Option<PathBuf>,
@@ -162,7 +203,7 @@ fn client_certificate(
     for c in &certs {
         pem.extend_from_slice(&c.x509().to_pem().context("re-encoding --broker-cert")?);
     }
-    Ok(BrokerTls::default().with_client_certificate(&pem)?)
+    Ok(roots.with_client_certificate(&pem)?)
 }
 
 fn user_token(opts: &TokenOptions) -> layercrypt_group::Result<AccessToken> {

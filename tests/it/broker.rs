@@ -855,11 +855,26 @@ fn certificate_identities_proxy_gets_the_key_untrusted_ca_does_not() {
     );
     assert!(b.url.starts_with("https://"));
 
-    // Group, grant by DN, and an encrypted image (the CLI trusts the test server CA through
-    // SSL_CERT_FILE).
+    // A broker whose TLS certificate comes from a CA the client does not trust (an IGTF host
+    // certificate on a laptop): a trust problem, said as such, not "unavailable, try again";
+    // `--broker-ca` fixes it (issue 10.3).
     let mut user = User::new();
     let server_ca_file = dir.path().join("server-ca.pem");
     std::fs::write(&server_ca_file, server_ca.cert_pem()).unwrap();
+    let untrusted = admin(&user, &b, &["group", "list"]);
+    assert_ne!(untrusted.code, 0);
+    assert!(
+        untrusted.stderr.contains("TLS certificate is not trusted")
+            && untrusted.stderr.contains("--broker-ca")
+            && !untrusted.stderr.contains("try again ("),
+        "{}",
+        untrusted.stderr
+    );
+    let ca_arg = server_ca_file.display().to_string();
+    admin(&user, &b, &["--broker-ca", &ca_arg, "group", "list"]).ok();
+
+    // Group, grant by DN, and an encrypted image (the CLI trusts the test server CA through
+    // SSL_CERT_FILE).
     user.extra_env
         .push(("SSL_CERT_FILE".into(), server_ca_file.display().to_string()));
     admin(&user, &b, &["group", "create", GROUP]).ok();

@@ -39,6 +39,10 @@ pub fn normalize_broker_url(url: &str) -> Result<String> {
     Ok(layercrypt_proto::normalize_broker_url(url)?)
 }
 
+/// The grid convention for trusted CA certificates (IGTF), trusted in addition to the system's
+/// for brokers' TLS certificates when it exists.
+pub const GRID_CA_DIR: &str = "/etc/grid-security/certificates";
+
 /// Checks that talking to the broker at `url` keeps tokens and keys off the network in clear:
 /// `https://`, or `http://` to this machine; with `insecure`, any `http://` too.
 pub fn check_transport(url: &str, insecure: bool) -> Result<()> {
@@ -409,6 +413,20 @@ impl BrokerTls {
     }
 
     /// True if a client certificate is presented.
+    /// Trusts, in addition, the CAs of a grid CA directory (`/etc/grid-security/certificates`:
+    /// the IGTF CAs, which issue the host certificates of EGI sites' brokers).
+    pub fn with_ca_dir(self, dir: &std::path::Path) -> Result<Self> {
+        let pem = ca_dir_pems(dir).map_err(|e| Error::File {
+            path: dir.to_owned(),
+            reason: format!("cannot read the CA directory: {e}"),
+        })?;
+        if pem.is_empty() {
+            return Ok(self);
+        }
+        self.with_root_certificates(&pem)
+    }
+
+    /// True if a client certificate is presented.
     pub fn has_client_certificate(&self) -> bool {
         self.identity.is_some()
     }
@@ -501,6 +519,60 @@ fn http_client_tls(timeout: Duration, tls: &BrokerTls) -> Result<Client> {
         .map_err(|e| Error::Usage(format!("cannot set up the HTTP client: {e}")))
 }
 
+/// Why rustls refused the broker's certificate, if that is why the request failed (found by
+/// type: rustls' error sits inside an `io::Error`, whose `source()` skips it, so each
+/// `io::Error` is opened with `get_ref`).
+fn certificate_refusal(e: &reqwest::Error) -> Option<String> {
+    let mut todo: Vec<&(dyn std::error::Error + 'static)> = vec![e];
+    while let Some(err) = todo.pop() {
+        if let Some(rustls::Error::InvalidCertificate(why)) = err.downcast_ref::<rustls::Error>() {
+            return Some(format!("{why:?}"));
+        }
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            todo.push(inner);
+        }
+        if let Some(source) = err.source() {
+            todo.push(source);
+        }
+    }
+    None
+}
+
+/// The CA certificates of a grid CA directory (`<hash>.0`…`<hash>.9`, `*.pem`), for
+/// [`BrokerTls::with_ca_dir`]. Bounded: at most 4096 files of at most 1 MiB each.
+fn ca_dir_pems(dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    const MAX_FILES: usize = 4096;
+    const MAX_FILE: u64 = 1024 * 1024;
+    let mut names: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.ends_with(".pem")
+                    || n.rsplit_once('.').is_some_and(|(_, ext)| {
+                        ext.len() == 1 && ext.bytes().all(|b| b.is_ascii_digit())
+                    })
+            })
+        })
+        .collect();
+    names.sort();
+    names.truncate(MAX_FILES);
+    let mut all = Vec::new();
+    for path in names {
+        let Ok(f) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let mut bytes = Vec::new();
+        if f.take(MAX_FILE).read_to_end(&mut bytes).is_ok() && bytes.starts_with(b"-----BEGIN") {
+            all.extend_from_slice(&bytes);
+            all.push(b'\n');
+        }
+    }
+    Ok(all)
+}
+
 /// Reads at most [`MAX_RESPONSE_LEN`] bytes of a body.
 pub(crate) fn read_bounded(
     resp: Response,
@@ -577,6 +649,12 @@ impl BrokerClient {
 
     fn send(&self, req: RequestBuilder, route: Route<'_>) -> Result<Option<Zeroizing<Vec<u8>>>> {
         let resp = req.send().map_err(|e| {
+            if let Some(reason) = certificate_refusal(&e) {
+                return Error::BrokerNotTrusted {
+                    broker: self.base.clone(),
+                    reason,
+                };
+            }
             let reason = if e.is_timeout() {
                 "no answer in time".to_owned()
             } else if e.is_connect() {

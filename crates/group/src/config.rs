@@ -5,6 +5,7 @@
 //! broker = "https://broker.example.org"
 //! issuer = "https://aai.egi.eu/auth/realms/egi"
 //! client_id = "layercrypt-cli"
+//! broker_ca = "/etc/layercrypt/broker-ca.pem"   # CA of the broker's TLS certificate
 //! ```
 //!
 //! The broker is overridden by `LAYERCRYPT_BROKER` and `--broker` (in that order of strength).
@@ -49,6 +50,9 @@ pub struct UserConfig {
     pub issuer: Option<String>,
     /// OAuth client id for `layercrypt login`.
     pub client_id: Option<String>,
+    /// CA certificates (PEM) that issued the broker's TLS certificate, trusted in addition to
+    /// the system's (a broker with an IGTF host certificate).
+    pub broker_ca: Option<PathBuf>,
 }
 
 impl UserConfig {

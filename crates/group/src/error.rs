@@ -62,6 +62,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// The broker's TLS certificate does not verify against the trusted CAs: a trust
+    /// problem, which trying again does not fix.
+    #[error("broker {broker}: its TLS certificate is not trusted ({reason}); give the CA that issued it with --broker-ca FILE (or broker_ca in config.toml; on grid hosts /etc/grid-security/certificates is used when it exists). Trying again will not help")]
+    BrokerNotTrusted {
+        /// Broker base URL.
+        broker: String,
+        /// What the TLS library said about the certificate.
+        reason: String,
+    },
+
     /// 404 from the broker.
     #[error("broker {broker}: {what} not found")]
     NotFound {

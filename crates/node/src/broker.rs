@@ -300,6 +300,13 @@ pub fn node_group(node: &NodeConfig) -> Result<Option<NodeGroup>> {
         return Ok(None);
     }
     let mut tls = BrokerTls::default();
+    // The grid convention: the IGTF CAs that issue sites' host certificates.
+    let grid = std::path::Path::new(layercrypt_group::client::GRID_CA_DIR);
+    if grid.is_dir() {
+        tls = tls
+            .with_ca_dir(grid)
+            .map_err(|e| Error::Group(format!("{}: {e}", grid.display())))?;
+    }
     if let Some(ca) = &node.ca_file {
         let pem = read_secret_file("ca_file", ca)?;
         tls = tls
