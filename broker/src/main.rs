@@ -50,11 +50,20 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
     if !config.has_tls() && !config.listen.ip().is_loopback() {
         tracing::warn!("PLAIN HTTP on {} (--insecure-http): tokens and keys cross the network unencrypted unless a TLS proxy is in front", config.listen);
     }
-    tracing::info!("configuration:\n{}", config.redacted());
+    if !config.dev {
+        // --dev replaces the store and the issuer: its own lines below say what it uses.
+        tracing::info!("configuration:\n{}", config.redacted());
+    }
     let app = App::build(&config).await?;
     let addr = app.local_addr()?;
     if let Some(token) = app.dev_admin_token() {
         println!("dev broker listening on {addr}");
+        if let (Some(dir), Some(issuer)) = (app.dev_data_dir(), app.dev_issuer_url()) {
+            println!(
+                "throw-away store: {} (removed at exit); token issuer: {issuer}",
+                dir.display()
+            );
+        }
         println!("bootstrap admin token: {}", token.expose_secret());
     }
     app.serve().await?;

@@ -399,6 +399,18 @@ impl App {
             })
     }
 
+    /// The throw-away data directory of `--dev` mode (removed when the app is dropped).
+    pub fn dev_data_dir(&self) -> Option<&Path> {
+        self._dev_dir.as_ref().map(tempfile::TempDir::path)
+    }
+
+    /// The development token issuer's URL (`--dev` only).
+    pub fn dev_issuer_url(&self) -> Option<String> {
+        self._dev_dir
+            .as_ref()
+            .map(|_| format!("{}/dev", self.public_url))
+    }
+
     /// The generated bootstrap admin token of `--dev` mode (for the binary to print).
     pub fn dev_admin_token(&self) -> Option<&Token> {
         self.dev_admin_token.as_ref()
@@ -678,5 +690,9 @@ mod tests {
         // Port 0 asked the kernel for a port: payloads name that one.
         assert_ne!(addr.port(), 0);
         assert_eq!(app.public_url(), format!("http://{addr}"));
+        // What --dev prints is what it uses, not the configuration's data_dir and issuer.
+        let dir = app.dev_data_dir().expect("a throw-away store");
+        assert!(dir.is_dir() && dir != config.data_dir);
+        assert_eq!(app.dev_issuer_url(), Some(format!("http://{addr}/dev")));
     }
 }
