@@ -18,6 +18,7 @@ use layercrypt_proto::text::escape;
 use zeroize::Zeroizing;
 
 use crate::cli::{AdminArgs, AuditArgs, BrokerArgs, GrantArgs, GroupCommand, LoginArgs};
+use crate::table::Table;
 
 /// The user's broker, config and token sources, from flags, environment and config.toml.
 pub struct BrokerSetup {
@@ -276,43 +277,41 @@ fn print_group(g: &GroupInfo, json: bool) -> Result<()> {
     writeln!(
         out,
         "group {} (current key version {}, created {})",
-        g.name, g.current_version, g.created
+        escape(g.name.as_str()),
+        g.current_version,
+        escape(&g.created)
     )?;
-    writeln!(out, "\nVERSION  CREATED               RECIPIENT")?;
+    writeln!(out)?;
+    let mut versions = Table::new(&["VERSION", "CREATED", "RECIPIENT"]);
     for v in &g.versions {
         let mark = if v.version == g.current_version {
             "*"
         } else {
-            " "
+            ""
         };
-        writeln!(
-            out,
-            "{:<7}{mark} {:<21} {}",
-            v.version, v.created, v.recipient
-        )?;
+        versions.row(&[&format!("{}{mark}", v.version), &v.created, &v.recipient]);
     }
-    writeln!(
-        out,
-        "\nGRANT                 WHO                                       NETWORKS        EXPIRES"
-    )?;
+    versions.write(&mut out)?;
+    writeln!(out)?;
     if g.grants.is_empty() {
-        writeln!(out, "(none: nobody can decrypt)")?;
+        writeln!(out, "no grants: nobody can decrypt")?;
+        return Ok(());
     }
+    let mut grants = Table::new(&["GRANT", "WHO", "NETWORKS", "EXPIRES"]);
     for gr in &g.grants {
         let nets = if gr.networks.is_empty() {
             "any".to_owned()
         } else {
             gr.networks.join(",")
         };
-        writeln!(
-            out,
-            "{:<21} {:<41} {:<15} {}",
-            escape(&gr.id),
-            escape(&gr.principal()),
-            escape(&nets),
-            escape(gr.expires.as_deref().unwrap_or("never"))
-        )?;
+        grants.row(&[
+            &gr.id,
+            &gr.principal(),
+            &nets,
+            gr.expires.as_deref().unwrap_or("never"),
+        ]);
     }
+    grants.write(&mut out)?;
     Ok(())
 }
 
@@ -357,22 +356,16 @@ fn group_command(setup: &BrokerSetup, cmd: &GroupCommand) -> Result<()> {
             if admin.json {
                 return print_json(&groups);
             }
-            let mut out = std::io::stdout().lock();
-            writeln!(
-                out,
-                "{:<32} {:>7} {:>6}  CREATED",
-                "GROUP", "VERSION", "GRANTS"
-            )?;
+            let mut table = Table::new(&["GROUP", "VERSION", "GRANTS", "CREATED"]);
             for g in &groups {
-                writeln!(
-                    out,
-                    "{:<32} {:>7} {:>6}  {}",
-                    g.name,
-                    g.current_version,
-                    g.grants.len(),
-                    g.created
-                )?;
+                table.row(&[
+                    g.name.as_str(),
+                    &g.current_version.to_string(),
+                    &g.grants.len().to_string(),
+                    &g.created,
+                ]);
             }
+            table.write(&mut std::io::stdout().lock())?;
         }
         GroupCommand::Show { name: n, admin } => {
             let g = setup.broker_client(admin)?.group(&name(n)?)?;
@@ -471,11 +464,7 @@ fn audit_command(setup: &BrokerSetup, a: &AuditArgs) -> Result<()> {
 /// reason, a subject, an image name): it is escaped so that no control sequence reaches the
 /// admin's terminal, where it could erase or forge lines; `--json` stays exact.
 fn render_audit(out: &mut impl Write, events: &[AuditEvent]) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "{:<25} {:<15} {:<8} {:<24} {:<4} {:<40} REASON",
-        "TIME", "KIND", "DECISION", "GROUP", "KEY", "WHO"
-    )?;
+    let mut table = Table::new(&["TIME", "KIND", "DECISION", "GROUP", "KEY", "WHO", "REASON"]);
     for e in events {
         let who = e.subject.as_deref().or(e.dn.as_deref()).unwrap_or("-");
         let version = e
@@ -486,23 +475,21 @@ fn render_audit(out: &mut impl Write, events: &[AuditEvent]) -> std::io::Result<
             (Some("bootstrap_token"), _) => "(bootstrap admin token)",
             (_, who) => who,
         };
-        writeln!(
-            out,
-            "{:<25} {:<15} {:<8} {:<24} {:<4} {:<40} {}{}",
-            escape(&e.time),
-            escape(e.kind()),
-            escape(&e.decision),
-            escape(e.group.as_deref().unwrap_or("-")),
-            version,
-            escape(who),
-            escape(&e.reason),
-            e.client
-                .as_deref()
-                .map(|c| format!(" (from {})", escape(c)))
-                .unwrap_or_default()
-        )?;
+        let reason = match e.client.as_deref() {
+            Some(c) => format!("{} (from {c})", e.reason),
+            None => e.reason.clone(),
+        };
+        table.row(&[
+            &e.time,
+            e.kind(),
+            &e.decision,
+            e.group.as_deref().unwrap_or("-"),
+            &version,
+            who,
+            &reason,
+        ]);
     }
-    Ok(())
+    table.write(out)
 }
 
 #[cfg(test)]

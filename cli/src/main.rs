@@ -7,6 +7,7 @@ mod group;
 mod paths;
 mod progress;
 mod run;
+mod table;
 
 use std::process::ExitCode;
 
