@@ -4,7 +4,7 @@
 //! 3. oidc-agent: `oidc-token ACCOUNT` when `--oidc-agent-account` / `OIDC_AGENT_ACCOUNT` is set,
 //! 4. the login store written by `layercrypt login` (refreshed when it has < 60 s left).
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -150,7 +150,7 @@ impl TokenStore {
     /// Writes the tokens atomically: a new file of mode 0600 in the same directory (created
     /// with mode 0700 if needed), synced, then renamed over the old one.
     pub fn save(&self, tokens: &StoredTokens) -> Result<()> {
-        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+        use std::os::unix::fs::DirBuilderExt as _;
         let dir = self
             .path
             .parent()
@@ -163,22 +163,8 @@ impl TokenStore {
             .map_err(|e| self.err(format!("creating {}: {e}", dir.display())))?;
         let json =
             Zeroizing::new(serde_json::to_vec_pretty(tokens).map_err(|e| self.err(e.to_string()))?);
-        let tmp = dir.join(format!(".tokens.{}.tmp", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            self.err(format!("writing: {e}"))
-        })
+        layercrypt_ocicrypt::secretfile::write_secret_atomic(&self.path, &json)
+            .map_err(|e| self.err(format!("writing: {e}")))
     }
 
     /// Removes the store (`layercrypt logout`); no store is fine.

@@ -18,7 +18,7 @@
 //! written to disk but a rotated refresh token.
 
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use layercrypt_group::client::{BrokerApi, BrokerTls, GroupRecipient, HttpBrokers, UnwrapRequest};
@@ -179,23 +179,8 @@ fn first_line(buf: &[u8]) -> Zeroizing<String> {
 
 /// Writes a rotated refresh token back: new file (0600) beside it, then rename.
 fn replace_refresh_token(path: &Path, token: &str) -> layercrypt_group::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let tmp: PathBuf = dir.join(format!(".layercrypt-refresh.{}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(token.as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
+    let line = zeroize::Zeroizing::new(format!("{token}\n"));
+    layercrypt_ocicrypt::secretfile::write_secret_atomic(path, line.as_bytes()).map_err(|e| {
         layercrypt_group::Error::File {
             path: path.to_owned(),
             reason: format!("saving the rotated refresh token: {e}"),

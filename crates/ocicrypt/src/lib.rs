@@ -19,6 +19,7 @@ pub mod keywrap;
 pub mod layer;
 pub mod options;
 pub mod secret;
+pub mod secretfile;
 pub mod spec;
 
 pub use config::{DecryptConfig, EncryptConfig, ProviderRecipient};
