@@ -912,6 +912,14 @@ pub fn validate_grant(
             if !d.starts_with('/') {
                 return Err(bad("dn must be in the /DC=…/CN=… form".into()));
             }
+            // A DN the one formatter can never write can match no certificate: refuse it now
+            // rather than store a grant that silently never applies.
+            if let Err(e) = layercrypt_ocicrypt::keys::grid::parse_grid_dn(&d) {
+                return Err(bad(format!(
+                    "dn can match no certificate ({e}); inside a value write / as \\x2F and + as \\x2B \
+                     (copy the DN from the audit record of a refused request)"
+                )));
+            }
             Principal::Dn { dn: d }
         }
         _ => {
@@ -998,6 +1006,26 @@ mod tests {
             }
         );
         assert!(ok(NewGrant::default()).is_err(), "no principal");
+        // DNs: what the grid formatter writes is accepted; what it never writes is refused.
+        for dn in [
+            "/DC=eu/DC=rcauth/DC=rcauth-clients/O=EGI Foundation/CN=Jane Doe 7ewsApjEZsBcCLz-",
+            "/DC=org/DC=terena/DC=tcs/CN=host\\x2Fgrid.example.org",
+        ] {
+            let dn_grant = NewGrant {
+                dn: Some(dn.into()),
+                ..Default::default()
+            };
+            ok(dn_grant).expect(dn);
+        }
+        let err = ok(NewGrant {
+            dn: Some("/DC=org/CN=host/grid.example.org".into()),
+            ..Default::default()
+        })
+        .expect_err("a part without =");
+        assert!(
+            err.to_string().contains("can match no certificate"),
+            "{err}"
+        );
         for bare in [
             "urn:x",
             "urn:mace:egi.eu:group:vo.example.org",
