@@ -286,7 +286,8 @@ fn cert_with(exts: &[(&str, &[u8])]) -> X509 {
     b.set_subject_name(&n).expect("subject");
     b.set_issuer_name(&n).expect("issuer");
     b.set_pubkey(&key).expect("key");
-    b.set_not_before(&Asn1Time::days_from_now(0).expect("t"))
+    // An hour back, so that a clock stepping back a little cannot make it "not yet valid".
+    b.set_not_before(&Asn1Time::from_unix(now_minus_an_hour()).expect("t"))
         .expect("nb");
     b.set_not_after(&Asn1Time::days_from_now(1).expect("t"))
         .expect("na");
@@ -393,4 +394,12 @@ fn client_auth_purpose() {
         client_auth(&cert_with(&[("2.5.29.37", &[0x30, 0x00])])),
         ClientAuth::Malformed
     );
+}
+
+/// The Unix time an hour ago (the notBefore of test certificates).
+fn now_minus_an_hour() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    i64::try_from(now).unwrap_or(i64::MAX) - 3600
 }
