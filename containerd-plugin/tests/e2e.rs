@@ -251,7 +251,7 @@ fn containerd_1_7_pulls_and_unpacks_encrypted_images() {
     let out = Command::new("bash").arg(&script).output().unwrap();
     assert!(
         out.status.success(),
-        "{} failed (it needs deb.debian.org): {}",
+        "{} failed (it needs the Debian mirror of this machine's apt configuration): {}",
         script.display(),
         String::from_utf8_lossy(&out.stderr)
     );

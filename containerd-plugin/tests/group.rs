@@ -539,7 +539,7 @@ fn skopeo_1_18() -> PathBuf {
     let out = Command::new("bash").arg(&script).output().unwrap();
     assert!(
         out.status.success(),
-        "{} failed (it needs deb.debian.org): {}",
+        "{} failed (it needs the Debian mirror of this machine's apt configuration): {}",
         script.display(),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -570,7 +570,7 @@ fn skopeo(bin: &Path, provider_config: &Path, args: &[&str]) {
 /// Stock skopeo 1.18 with `OCICRYPT_KEYPROVIDER_CONFIG` → `layercrypt-keyprovider` → the real
 /// broker: decrypts an image that layercrypt encrypted for a group, and encrypts one itself
 /// (`--encryption-key provider:layercrypt:group:NAME`) that layercrypt's provider decrypts
-/// again. Does not need root; needs deb.debian.org once (skopeo-trixie.sh).
+/// again. Does not need root; needs the Debian mirror of this machine's apt configuration once (skopeo-trixie.sh).
 #[test]
 fn stock_skopeo_uses_the_key_provider() {
     let skopeo_bin = skopeo_1_18();

@@ -8,7 +8,17 @@ set -euo pipefail
 DIR="$1"
 shift
 mkdir -p "$DIR"/{lists/partial,cache/archives/partial,etc,debs,root}
-echo "deb http://deb.debian.org/debian trixie main" >"$DIR/etc/sources.list"
+# The mirror is the machine's own (its apt configuration), never one named here: the first
+# Debian archive URI (not -security/-updates/-backports) in sources.list.d/*.sources or
+# sources.list.
+mirror=$(
+  { sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | tr ' ' '\n'
+    sed -n 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\([^[:space:]]*\).*/\2/p' \
+      /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
+  } | grep -E '^https?://' | grep -v -E 'security|updates|backports' | head -1
+) || true
+[ -n "$mirror" ] || { echo "no Debian mirror in /etc/apt/sources.list{,.d}" >&2; exit 1; }
+echo "deb ${mirror%/} trixie main" >"$DIR/etc/sources.list"
 : >"$DIR/etc/status"
 APT=(-o "Dir::Etc::sourcelist=$DIR/etc/sources.list" -o "Dir::Etc::sourceparts=-"
      -o "Dir::State::Lists=$DIR/lists" -o "Dir::State::status=$DIR/etc/status"
