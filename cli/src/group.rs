@@ -47,7 +47,13 @@ impl BrokerSetup {
         let mut token = TokenOptions::new(TokenStore::new(TokenStore::default_path()?));
         token.token_file = args.token_file.as_deref().map(crate::paths::expand_path);
         token.oidc_agent_account = args.oidc_agent_account.clone();
-        let roots = broker_roots(args, &config)?;
+        // The CA files are read only when a broker will be talked to: encrypt/decrypt/inspect
+        // without one must not pay for reading the grid CA directory at every start.
+        let roots = if broker.is_some() {
+            broker_roots(args, &config)?
+        } else {
+            BrokerTls::default()
+        };
         let certificate = match args.broker_cert.as_deref().map(crate::paths::expand_path) {
             Some(cert) => Some(client_certificate(
                 roots.clone(),
